@@ -1,0 +1,3 @@
+from mav.cli import main
+
+main()

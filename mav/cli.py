@@ -1,0 +1,472 @@
+"""`mav`: thin Typer commands, each checking its inputs and calling one Pipeline method.
+
+stdout carries only results (a path per line, or one JSON object per result with --json); progress and messages go
+to stderr. Exit codes (DESIGN §5): 0 ok · 1 unexpected · 2 usage · 3 model · 4 file · 5 out of memory · 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mav.errors import MavError, MediaError, OutOfMemory, UsageError
+
+app = typer.Typer(
+    name="mav",
+    help="Make-A-Video: text-to-video without text-video data. Every command runs on the embedded default model "
+         "unless --model names a registry name, a model folder or a hub id owner/name[@revision].",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+# ---------------------------------------------------------------------------------------------------------------
+# Shared option types
+
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Registry name, model folder or hub id "
+                                                 "owner/name[@revision]. Default: the embedded model.",
+                                                 envvar="MAV_MODEL")]
+RevisionOpt = Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit) to use.")]
+OfflineOpt = Annotated[bool, typer.Option("--offline", help="Never touch the network; hub models must be cached.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N", envvar="MAV_DEVICE")]
+DtypeOpt = Annotated[str, typer.Option(help="fp32 | bf16 | fp16 (fp16 on CUDA only)")]
+SeedOpt = Annotated[Optional[int], typer.Option(help="Seed in 0…2³²−1 (prompt i uses seed+i). Default: random, "
+                                                "and reported.")]
+StepsOpt = Annotated[Optional[str], typer.Option(help="Sampling steps: N for every stage, or per stage as "
+                                                 "'decoder=30,sr_low=10'.")]
+GuidanceOpt = Annotated[Optional[str], typer.Option("--guidance-scale", "-g", help="Classifier-free guidance: G "
+                                                    "for P and D^t, or per stage as 'prior=2,decoder=5'.")]
+SamplerOpt = Annotated[Optional[str], typer.Option(help="ddim | ddpm | dpmpp (default: the model's).")]
+OutputOpt = Annotated[Optional[str], typer.Option("--output", "-o", help="Output file (.mp4 .webm .gif) or folder "
+                                                  "of PNG frames (ending in /). Fields: {index} {seed} {slug}.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object per result on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress; print only the output paths.")]
+CacheOpt = Annotated[Optional[str], typer.Option(help="Hub cache folder (default: huggingface_hub's).")]
+
+STAGE_NAMES = ("prior", "decoder", "interpolator", "sr_low", "sr_high")
+
+
+@app.callback()
+def _root() -> None:
+    """Make-A-Video from the command line."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Input checks (all before any model is loaded)
+
+
+def _per_stage(option: str, value: str | None, cast, minimum: float):
+    """'N' → N for all stages; 'decoder=30,sr_low=10' → a dict. Each value checked against `minimum`."""
+    if value is None:
+        return None
+    try:
+        if "=" not in value:
+            parsed = cast(value)
+            _check_min(option, parsed, minimum)
+            return parsed
+        out = {}
+        for item in value.split(","):
+            stage, _, number = item.partition("=")
+            stage = stage.strip().replace("-", "_")
+            if stage not in STAGE_NAMES:
+                raise UsageError(f"{option}: unknown stage {stage!r}; stages are {', '.join(STAGE_NAMES)}")
+            out[stage] = cast(number)
+            _check_min(option, out[stage], minimum)
+        return out
+    except ValueError:
+        raise UsageError(f"{option} must be a number or stage=number pairs, got {value!r}") from None
+
+
+def _check_min(option: str, value: float, minimum: float) -> None:
+    if value < minimum:
+        raise UsageError(f"{option} must be ≥ {minimum:g}, got {value:g}")
+
+
+def _read_prompts(prompt: str | None, prompts_file: str | None) -> list[str]:
+    """The prompt argument, a prompts file (`-` for stdin), or stdin when it is not a terminal."""
+    if prompt is not None and prompts_file is not None:
+        raise UsageError("give either a prompt or --prompts-file, not both")
+    if prompt is not None:
+        if not prompt.strip():
+            raise UsageError("prompt is empty")
+        return [prompt.strip()]
+    if prompts_file is None and sys.stdin is not None and sys.stdin.isatty():
+        raise UsageError("no prompt given: pass PROMPT, --prompts-file FILE, or pipe prompts on stdin")
+    if prompts_file is None or prompts_file == "-":
+        text, source = (sys.stdin.read() if sys.stdin is not None else ""), "stdin"
+    else:
+        path = Path(prompts_file)
+        if not path.is_file():
+            raise MediaError(f"prompts file {path} does not exist or is not a file")
+        try:
+            text, source = path.read_text(encoding="utf-8"), str(path)
+        except (OSError, UnicodeDecodeError) as err:
+            raise MediaError(f"cannot read prompts file {path}: {err}") from None
+    prompts = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    if not prompts:
+        raise UsageError(f"no prompts in {source} (empty, or only blank and # lines)")
+    return prompts
+
+
+def _outputs(template: str, count: int, seeds: list[int], slugs: list[str], overwrite: bool) -> list[str]:
+    """Expand -o for each result and check every output before any heavy work (missing folders are made later)."""
+    from mav.media import check_output, expand_output_template
+
+    fields_used = any(f"{{{name}" in template for name in ("index", "seed", "slug"))
+    if count > 1 and not fields_used:
+        raise UsageError(f"-o {template!r} would write {count} videos to one file; add {{index}}, e.g. "
+                         f"'out/{{index}}-{{seed}}.mp4'")
+    paths = [expand_output_template(template, index=i, seed=seeds[i], slug=slugs[i]) for i in range(count)]
+    if len({os.path.normpath(p) for p in paths}) != len(paths):
+        raise UsageError(f"-o {template!r} gives the same file name to several videos; add {{index}}")
+    for p in paths:
+        check_output(p, overwrite=overwrite, make_parents=True)
+    return paths
+
+
+def _pipeline(model, revision, offline, device, dtype, quiet, sampler=None, cache_dir=None):
+    from mav.pipeline import Pipeline
+    from mav.progress import reporter_for
+
+    reporter = reporter_for(quiet)
+    pipe = Pipeline.load(model, revision=revision, offline=offline, device=device, dtype=dtype,
+                         cache_dir=cache_dir, reporter=reporter)
+    if pipe.skipped:
+        reporter.message(f"model has no {', '.join(pipe.skipped)}: skipping those stages")
+    return pipe.configure(sampler=sampler)
+
+
+def _emit(video, path: str, as_json: bool, seconds: float, overwrite: bool) -> None:
+    from mav.media import save_video
+
+    Path(path).expanduser().absolute().parent.mkdir(parents=True, exist_ok=True)
+    save_video(video, path, overwrite=overwrite)
+    if as_json:
+        meta = getattr(video, "meta", {})
+        print(json.dumps({"path": path, "prompt": meta.get("prompt"), "seed": meta.get("seed"),
+                          "frames": video.num_frames, "fps": round(video.fps, 4),
+                          "size": [video.width, video.height], "seconds": round(seconds, 3),
+                          "stages": {k: round(v, 3) for k, v in meta.get("seconds", {}).items()},
+                          "skipped": meta.get("skipped", [])}), flush=True)
+    else:
+        print(path, flush=True)
+
+
+def _check_common(seed: int | None, fps: float | None = None, num_frames: int | None = None,
+                  factor: int | None = None, *, min_frames: int = 1, prompt: str | None = None,
+                  steps: str | None = None, guidance: str | None = None) -> tuple[int, object, object]:
+    """The checks every mode shares; returns the seed (drawn if not given) and the parsed steps and guidance."""
+    from mav.pipeline import check_seed
+
+    if num_frames is not None:
+        _check_min("--num-frames", num_frames, min_frames)
+    if factor is not None:
+        _check_min("--factor", factor, 1)
+    if fps is not None and fps <= 0:
+        raise UsageError(f"--fps must be > 0, got {fps:g}")
+    if prompt is not None and not prompt.strip():
+        raise UsageError("prompt is empty")
+    return (check_seed(seed), _per_stage("--steps", steps, int, 1),
+            _per_stage("--guidance-scale", guidance, float, 0))
+
+
+def _read_input(path: str, allow_image: bool = True):
+    """Read an input image or video up front, so a bad file fails before the model loads (exit 4)."""
+    from mav.media import read_media
+
+    return read_media(path, allow_image=allow_image)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Commands
+
+
+@app.command(epilog="Examples:\n\n  mav generate \"a red circle on a blue background\" -o circle.mp4 --seed 1\n\n"
+                    "  mav generate --prompts-file prompts.txt -o 'out/{index}-{seed}.mp4' --json")
+def generate(
+    prompt: Annotated[Optional[str], typer.Argument(help="The text prompt.")] = None,
+    prompts_file: Annotated[Optional[str], typer.Option(help="One prompt per line ('-' for stdin).")] = None,
+    negative_prompt: Annotated[Optional[str], typer.Option(help="What to steer away from.")] = None,
+    num_frames: Annotated[Optional[int], typer.Option(help="Base frames from D^t.")] = None,
+    fps: Annotated[Optional[float], typer.Option(help="Frame rate of the base frames.")] = None,
+    factor: Annotated[Optional[int], typer.Option(help="↑F frame skip k: F → (F−1)·k+1 frames.")] = None,
+    until: Annotated[str, typer.Option(help="Last stage to run: decoder | interpolator | sr_low | sr_high.")]
+    = "sr_high",
+    batch_size: Annotated[int, typer.Option(help="Prompts sampled together.")] = 1,
+    output: OutputOpt = None, seed: SeedOpt = None, steps: StepsOpt = None, guidance_scale: GuidanceOpt = None,
+    sampler: SamplerOpt = None, model: ModelOpt = None, revision: RevisionOpt = None, offline: OfflineOpt = False,
+    device: DeviceOpt = "auto", dtype: DtypeOpt = "fp32", overwrite: OverwriteOpt = False, json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Text → video through the whole cascade: P → D^t → ↑F → SR^t_l → SR_h."""
+    from mav.media import slugify
+    from mav.pipeline import MAX_SEED, STAGES
+
+    # 1. check every input before any model loads
+    prompts = _read_prompts(prompt, prompts_file)
+    base_seed, steps_v, guidance_v = _check_common(seed, fps, num_frames, factor, steps=steps,
+                                                   guidance=guidance_scale)
+    _check_min("--batch-size", batch_size, 1)
+    if until not in STAGES:
+        raise UsageError(f"--until must be one of {', '.join(STAGES)}, got {until!r}")
+    seeds = [(base_seed + i) % (MAX_SEED + 1) for i in range(len(prompts))]
+    template = output or ("{slug}-{seed}.mp4" if len(prompts) == 1 else "{index:03d}-{slug}-{seed}.mp4")
+    paths = _outputs(template, len(prompts), seeds, [slugify(p) for p in prompts], overwrite)
+    # 2. load the model once, then sample the prompts in batches, saving each video as soon as it is done
+    pipe = _pipeline(model, revision, offline, device, dtype, quiet, sampler)
+    for s in range(0, len(prompts), batch_size):
+        start = time.perf_counter()
+        videos = pipe.generate(prompts[s:s + batch_size], negative_prompt=negative_prompt, seed=seeds[s],
+                               num_frames=num_frames, fps=fps, interpolation_factor=factor, steps=steps_v,
+                               guidance=guidance_v, until=until)
+        for i, video in enumerate(videos):
+            _emit(video, paths[s + i], json_out, (time.perf_counter() - start) / len(videos), overwrite)
+
+
+@app.command("animate-image", epilog="Example:\n\n  mav animate-image photo.png -o anim.mp4")
+def animate_image(
+    image: Annotated[str, typer.Argument(help="The image that becomes frame 0.")],
+    prompt: Annotated[Optional[str], typer.Option(help="Optional text to steer the motion and content.")] = None,
+    num_frames: Annotated[Optional[int], typer.Option(help="Base frames (frame 0 is the image).")] = None,
+    fps: Annotated[Optional[float], typer.Option(help="Frame rate of the base frames.")] = None,
+    factor: Annotated[Optional[int], typer.Option(help="↑F frame skip k.")] = None,
+    output: OutputOpt = None, seed: SeedOpt = None, steps: StepsOpt = None, guidance_scale: GuidanceOpt = None,
+    sampler: SamplerOpt = None, model: ModelOpt = None, revision: RevisionOpt = None, offline: OfflineOpt = False,
+    device: DeviceOpt = "auto", dtype: DtypeOpt = "fp32", overwrite: OverwriteOpt = False, json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Image → video: keep the image as frame 0 and generate what follows."""
+    seed, steps_v, guidance_v = _check_common(seed, fps, num_frames, factor, min_frames=2, prompt=prompt,
+                                              steps=steps, guidance=guidance_scale)
+    picture = _read_input(image)
+    (path,) = _outputs(output or f"{Path(image).stem}-animated-{{seed}}.mp4", 1, [seed], [Path(image).stem],
+                       overwrite)
+    pipe = _pipeline(model, revision, offline, device, dtype, quiet, sampler)
+    start = time.perf_counter()
+    video = pipe.animate_image(picture, prompt, seed=seed, num_frames=num_frames, fps=fps,
+                               interpolation_factor=factor, steps=steps_v, guidance=guidance_v)
+    _emit(video, path, json_out, time.perf_counter() - start, overwrite)
+
+
+@app.command(epilog="Examples:\n\n  mav interpolate a.png b.png -o inter.gif\n\n"
+                    "  mav interpolate clip.mp4 --factor 4 -o smooth.mp4")
+def interpolate(
+    first: Annotated[str, typer.Argument(help="First image, or a video whose frame rate to raise.")],
+    last: Annotated[Optional[str], typer.Argument(help="Last image (two-image mode).")] = None,
+    factor: Annotated[Optional[int], typer.Option(help="Frame-rate factor (video) or ↑F frame skip (images).")]
+    = None,
+    prompt: Annotated[Optional[str], typer.Option(help="Optional text to steer the in-between frames.")] = None,
+    num_frames: Annotated[Optional[int], typer.Option(help="Base frames between and including the two images.")]
+    = None,
+    fps: Annotated[Optional[float], typer.Option(help="Frame rate of the base frames (two-image mode).")] = None,
+    output: OutputOpt = None, seed: SeedOpt = None, steps: StepsOpt = None, guidance_scale: GuidanceOpt = None,
+    sampler: SamplerOpt = None, model: ModelOpt = None, revision: RevisionOpt = None, offline: OfflineOpt = False,
+    device: DeviceOpt = "auto", dtype: DtypeOpt = "fp32", overwrite: OverwriteOpt = False, json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Generate the frames between two images, or raise a video's frame rate by --factor."""
+    seed, steps_v, guidance_v = _check_common(seed, fps, num_frames, factor, min_frames=2, prompt=prompt,
+                                              steps=steps, guidance=guidance_scale)
+    if last is None and factor is not None:
+        _check_min("--factor", factor, 2)
+    a = _read_input(first, allow_image=last is not None)
+    b = _read_input(last) if last is not None else None
+    (path,) = _outputs(output or f"{Path(first).stem}-interpolated-{{seed}}.mp4", 1, [seed], [Path(first).stem],
+                       overwrite)
+    pipe = _pipeline(model, revision, offline, device, dtype, quiet, sampler)
+    start = time.perf_counter()
+    video = pipe.interpolate(a, b, factor=factor, prompt=prompt, seed=seed, num_frames=num_frames, fps=fps,
+                             steps=steps_v, guidance=guidance_v)
+    _emit(video, path, json_out, time.perf_counter() - start, overwrite)
+
+
+@app.command(epilog="Example:\n\n  mav extrapolate clip.mp4 --frames 16 -o longer.mp4")
+def extrapolate(
+    video: Annotated[str, typer.Argument(help="The video to continue.")],
+    frames: Annotated[int, typer.Option(help="How many frames to add.")] = 16,
+    prompt: Annotated[Optional[str], typer.Option(help="Optional text to steer the continuation.")] = None,
+    output: OutputOpt = None, seed: SeedOpt = None, steps: StepsOpt = None, guidance_scale: GuidanceOpt = None,
+    sampler: SamplerOpt = None, model: ModelOpt = None, revision: RevisionOpt = None, offline: OfflineOpt = False,
+    device: DeviceOpt = "auto", dtype: DtypeOpt = "fp32", overwrite: OverwriteOpt = False, json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Continue a video for any number of frames."""
+    seed, steps_v, guidance_v = _check_common(seed, prompt=prompt, steps=steps, guidance=guidance_scale)
+    _check_min("--frames", frames, 1)
+    clip = _read_input(video, allow_image=False)
+    (path,) = _outputs(output or f"{Path(video).stem}-extended-{{seed}}.mp4", 1, [seed], [Path(video).stem],
+                       overwrite)
+    pipe = _pipeline(model, revision, offline, device, dtype, quiet, sampler)
+    start = time.perf_counter()
+    out = pipe.extrapolate(clip, frames, prompt=prompt, seed=seed, steps=steps_v, guidance=guidance_v)
+    _emit(out, path, json_out, time.perf_counter() - start, overwrite)
+
+
+@app.command(epilog="Example:\n\n  mav variations clip.mp4 -n 2 -o 'var-{index}.mp4'")
+def variations(
+    source: Annotated[str, typer.Argument(help="A video or an image.")],
+    n: Annotated[int, typer.Option("-n", "--num", help="How many variations.")] = 1,
+    strength: Annotated[float, typer.Option(help="How far to depart from the input, in (0, 1].")] = 0.7,
+    prompt: Annotated[Optional[str], typer.Option(help="Optional text to steer the variations.")] = None,
+    num_frames: Annotated[Optional[int], typer.Option(help="Base frames.")] = None,
+    factor: Annotated[Optional[int], typer.Option(help="↑F frame skip k.")] = None,
+    output: OutputOpt = None, seed: SeedOpt = None, steps: StepsOpt = None, guidance_scale: GuidanceOpt = None,
+    sampler: SamplerOpt = None, model: ModelOpt = None, revision: RevisionOpt = None, offline: OfflineOpt = False,
+    device: DeviceOpt = "auto", dtype: DtypeOpt = "fp32", overwrite: OverwriteOpt = False, json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """New videos like the input: its CLIP image embedding, and the input partly noised."""
+    from mav.pipeline import MAX_SEED
+
+    seed, steps_v, guidance_v = _check_common(seed, None, num_frames, factor, prompt=prompt, steps=steps,
+                                              guidance=guidance_scale)
+    _check_min("-n", n, 1)
+    if not 0.0 < strength <= 1.0:
+        raise UsageError(f"--strength must be in (0, 1], got {strength:g}")
+    clip = _read_input(source)
+    seeds = [(seed + i) % (MAX_SEED + 1) for i in range(n)]
+    stem = Path(source).stem
+    template = output or (f"{stem}-variation-{{seed}}.mp4" if n == 1 else f"{stem}-variation-{{index}}-{{seed}}.mp4")
+    paths = _outputs(template, n, seeds, [stem] * n, overwrite)
+    pipe = _pipeline(model, revision, offline, device, dtype, quiet, sampler)
+    start = time.perf_counter()
+    videos = pipe.variations(clip, n, strength=strength, prompt=prompt, seed=seed, num_frames=num_frames,
+                             interpolation_factor=factor, steps=steps_v, guidance=guidance_v)
+    for video, path in zip(videos, paths):
+        _emit(video, path, json_out, (time.perf_counter() - start) / n, overwrite)
+
+
+@app.command(epilog="Example:\n\n  mav upscale clip.mp4 -o big.mp4")
+def upscale(
+    video: Annotated[str, typer.Argument(help="The video (or image) to upscale.")],
+    stage: Annotated[Optional[list[str]], typer.Option(help="sr_low and/or sr_high (default: both).")] = None,
+    output: OutputOpt = None, seed: SeedOpt = None, steps: StepsOpt = None, sampler: SamplerOpt = None,
+    model: ModelOpt = None, revision: RevisionOpt = None, offline: OfflineOpt = False, device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "fp32", overwrite: OverwriteOpt = False, json_out: JsonOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Spatiotemporal (SR^t_l) and spatial (SR_h) super-resolution of any video."""
+    seed, steps_v, _ = _check_common(seed, steps=steps)
+    stages = tuple(s.replace("-", "_") for s in (stage or ["sr_low", "sr_high"]))
+    for s in stages:
+        if s not in ("sr_low", "sr_high"):
+            raise UsageError(f"--stage must be sr_low or sr_high, got {s!r}")
+    clip = _read_input(video)
+    (path,) = _outputs(output or f"{Path(video).stem}-upscaled-{{seed}}.mp4", 1, [seed], [Path(video).stem],
+                       overwrite)
+    pipe = _pipeline(model, revision, offline, device, dtype, quiet, sampler)
+    start = time.perf_counter()
+    out = pipe.upscale(clip, seed=seed, steps=steps_v, stages=stages)
+    _emit(out, path, json_out, time.perf_counter() - start, overwrite)
+
+
+@app.command()
+def init(
+    folder: Annotated[str, typer.Argument(help="The model folder to create.")],
+    preset: Annotated[str, typer.Option(help="A named config: tiny (runs in seconds on a CPU) or small.")] = "tiny",
+    seed: Annotated[int, typer.Option(help="Seed of the random initialisation.")] = 0,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Write a complete, randomly initialised model folder (all six components)."""
+    from mav import hub
+    from mav.config import preset as get_preset
+
+    get_preset(preset)
+    path = hub.init_model(Path(folder), preset, seed=seed, overwrite=overwrite)
+    print(path)
+
+
+@app.command()
+def pull(
+    model_id: Annotated[str, typer.Argument(help="Hub id owner/name[@revision].")],
+    revision: RevisionOpt = None, cache_dir: CacheOpt = None,
+) -> None:
+    """Download a hub model into the local cache (only the files mav reads)."""
+    from mav import hub
+
+    print(hub.pull(model_id, revision=revision, cache_dir=cache_dir))
+
+
+@app.command()
+def info(
+    model: ModelOpt = None, revision: RevisionOpt = None, offline: OfflineOpt = False, cache_dir: CacheOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show a model's components, parameter counts, configs and defaults."""
+    from mav import hub
+
+    folder = hub.resolve_model(model, revision=revision, offline=offline, cache_dir=cache_dir)
+    data = hub.model_info(folder)
+    if json_out:
+        print(json.dumps(data, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"model: {folder}")
+    table = Table("component", "parameters", "config")
+    for name, comp in data.get("components", {}).items():
+        params = comp.get("parameters")
+        config = comp.get("config", {})
+        summary = ", ".join(f"{k}={v}" for k, v in config.items() if k != "diffusion" and not isinstance(v, dict))
+        table.add_row(name, f"{params:,}" if isinstance(params, int) else "-", summary[:120])
+    console.print(table)
+    if data.get("skipped"):
+        console.print(f"missing components (their stages are skipped): {', '.join(data['skipped'])}")
+    console.print(f"defaults: {json.dumps(data.get('defaults', {}))}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Entry point: one-line errors with the documented exit codes
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"mav: error: {message}", file=sys.stderr)
+    return code
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code (used by `main` and the tests)."""
+    from typer.exceptions import Abort
+
+    try:  # Typer ≥ 0.26 vendors Click; older Typer uses Click itself
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError
+    except ImportError:  # pragma: no cover
+        from click.exceptions import ClickException, NoArgsIsHelpError
+
+    try:
+        result = app(args=argv, prog_name="mav", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except NoArgsIsHelpError as err:
+        print(err.ctx.get_help(), file=sys.stderr)
+        return 2
+    except ClickException as err:
+        return _fail(err.format_message().replace("\n", " "), err.exit_code)
+    except MavError as err:
+        if os.environ.get("MAV_DEBUG"):
+            raise
+        return _fail(str(err).replace("\n", " "), err.exit_code)
+    except (KeyboardInterrupt, Abort):
+        return _fail("interrupted", 130)
+    except Exception as err:
+        if os.environ.get("MAV_DEBUG"):
+            raise
+        import torch
+
+        if isinstance(err, torch.OutOfMemoryError):
+            return _fail(f"out of memory: {str(err).splitlines()[0]} (try fewer frames, --batch-size 1 or "
+                         f"--dtype bf16)", OutOfMemory.exit_code)
+        return _fail(f"unexpected {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''} "
+                     f"(set MAV_DEBUG=1 for the traceback)", 1)
+
+
+def main() -> None:
+    sys.exit(run())

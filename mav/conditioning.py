@@ -1,0 +1,66 @@
+"""How each stage is conditioned: the conventions that training and inference must share.
+
+Keeping them in one place means the trainer and the pipeline cannot drift apart (a mask polarity or an
+embedding scale that differs between the two would silently ruin a model).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from einops import rearrange, repeat
+from torch import Tensor
+
+NATIVE_FPS = 30.0  # the frame rate a frame skip k divides: a clip with skip k has fps 30/k
+
+
+def prior_scale(embed_dim: int) -> float:
+    """CLIP embeddings are unit vectors (per-dimension std ≈ 1/√D); P diffuses them scaled by √D to unit variance."""
+    return math.sqrt(embed_dim)
+
+
+def to_prior_space(image_embed: Tensor) -> Tensor:
+    """Unit-norm CLIP image embedding → the prior's x0 (scaled by √D)."""
+    return image_embed * prior_scale(image_embed.shape[-1])
+
+
+def from_prior_space(x0: Tensor) -> Tensor:
+    """The prior's sample → a unit-norm CLIP image embedding."""
+    return torch.nn.functional.normalize(x0.float(), dim=-1)
+
+
+def frame_mask_cond(video: Tensor, known: Tensor) -> Tensor:
+    """The 4 extra input channels of ↑F: masked RGB (unknown frames zeroed) and a binary mask (1 = known frame).
+
+    video: b c f h w in [-1, 1]; known: (f,) or (b, f) bool.  Returns b (c+1) f h w.
+    """
+    b, _, f, h, w = video.shape
+    if known.dim() == 1:
+        known = repeat(known, "f -> b f", b=b)
+    mask = repeat(known.to(video.dtype), "b f -> b 1 f h w", h=h, w=w)
+    return torch.cat([video * mask, mask], dim=1)
+
+
+def sr_cond(low_res: Tensor, size: int) -> Tensor:
+    """The extra input channels of an SR stage: the low-resolution video upsampled (bicubic) to the output size.
+
+    low_res: b c f h w → b c f size size (or b c h w → b c size size).
+    """
+    is_image = low_res.dim() == 4
+    x = low_res if is_image else rearrange(low_res, "b c f h w -> (b f) c h w")
+    x = torch.nn.functional.interpolate(x.float(), size=(size, size), mode="bicubic", align_corners=False)
+    x = x.clamp(-1, 1).to(low_res.dtype)
+    return x if is_image else rearrange(x, "(b f) c h w -> b c f h w", b=low_res.shape[0])
+
+
+def resize_frames(video: Tensor, size: int) -> Tensor:
+    """Resize b c f h w (or b c h w) to a square size: area filter down (no aliasing), bicubic up."""
+    is_image = video.dim() == 4
+    x = video if is_image else rearrange(video, "b c f h w -> (b f) c h w")
+    if x.shape[-1] > size or x.shape[-2] > size:
+        x = torch.nn.functional.interpolate(x.float(), size=(size, size), mode="area")
+    else:
+        x = torch.nn.functional.interpolate(x.float(), size=(size, size), mode="bicubic", align_corners=False)
+    x = x.clamp(-1, 1).to(video.dtype)
+    return x if is_image else rearrange(x, "(b f) c h w -> b c f h w", b=video.shape[0])

@@ -1,0 +1,290 @@
+"""Typed, frozen configs for every component, their JSON round trip, and the named presets.
+
+A model folder (DESIGN §3) holds `model_index.json` (a `ModelIndex`) and one sub-folder per component, each
+with `config.json` (one of the component configs below) and `model.safetensors`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from mav.errors import ModelError
+
+FORMAT_VERSION = 1
+
+# The cascade, in the order the pipeline runs it (paper Eq. 1).
+COMPONENTS = ("clip", "prior", "decoder", "interpolator", "sr_low", "sr_high")
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """How a denoiser was trained: noise schedule, number of steps and what the network predicts."""
+
+    schedule: str = "cosine"  # cosine | linear
+    timesteps: int = 1000
+    prediction: str = "v"  # eps | v | x0
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("cosine", "linear"):
+            raise ValueError(f"schedule must be cosine or linear, got {self.schedule!r}")
+        if self.prediction not in ("eps", "v", "x0"):
+            raise ValueError(f"prediction must be eps, v or x0, got {self.prediction!r}")
+        if self.timesteps < 2:
+            raise ValueError(f"timesteps must be ≥ 2, got {self.timesteps}")
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """A CLIP model: either a custom open_clip config (trained by mav) or a standard name + pretrained tag."""
+
+    kind: ClassVar[str] = "clip"
+    model_cfg: dict[str, Any] | None = None  # open_clip.CLIP(**model_cfg); weights in model.safetensors
+    name: str | None = None  # e.g. "ViT-B-32"; weights from open_clip's pretrained tag, no safetensors here
+    pretrained: str | None = None  # e.g. "laion2b_s34b_b79k"
+
+    def __post_init__(self) -> None:
+        if (self.model_cfg is None) == (self.name is None):
+            raise ValueError("a CLIP config names either model_cfg or name (+ pretrained), not both or neither")
+
+    @property
+    def has_weights_file(self) -> bool:
+        return self.model_cfg is not None
+
+    @property
+    def embed_dim(self) -> int:
+        if self.model_cfg is not None:
+            return int(self.model_cfg["embed_dim"])
+        import open_clip
+
+        return int(open_clip.get_model_config(self.name)["embed_dim"])
+
+    @property
+    def text_width(self) -> int:
+        if self.model_cfg is not None:
+            return int(self.model_cfg["text_cfg"]["width"])
+        import open_clip
+
+        return int(open_clip.get_model_config(self.name)["text_cfg"]["width"])
+
+    @property
+    def context_length(self) -> int:
+        cfg = self.model_cfg if self.model_cfg is not None else _open_clip_cfg(self.name)
+        return int(cfg["text_cfg"].get("context_length", 77))
+
+    @property
+    def image_size(self) -> int:
+        cfg = self.model_cfg if self.model_cfg is not None else _open_clip_cfg(self.name)
+        size = cfg["vision_cfg"]["image_size"]
+        return int(size if isinstance(size, int) else size[0])
+
+
+def _open_clip_cfg(name: str | None) -> dict[str, Any]:
+    import open_clip
+
+    cfg = open_clip.get_model_config(name)
+    if cfg is None:
+        raise ModelError(f"open_clip has no model named {name!r}")
+    return cfg
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """The diffusion prior P: CLIP text tokens + pooled text embedding → CLIP image embedding."""
+
+    kind: ClassVar[str] = "prior"
+    embed_dim: int = 32  # CLIP joint embedding width (input and output)
+    text_dim: int = 64  # width of CLIP's per-token text states
+    text_tokens: int = 16  # CLIP context length
+    width: int = 128
+    layers: int = 2
+    heads: int = 4
+    diffusion: DiffusionConfig = field(default_factory=lambda: DiffusionConfig(prediction="x0"))
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """The SpaceTime UNet used for D^t, ↑F, SR^t_l and (temporal=False) SR_h."""
+
+    kind: ClassVar[str] = "unet"
+    in_channels: int = 3  # the noisy video
+    cond_channels: int = 0  # extra input channels: 4 for ↑F (masked RGB + mask), 3 for SR (upsampled input)
+    out_channels: int = 3
+    widths: tuple[int, ...] = (32, 64)  # channels per resolution level
+    blocks_per_level: int = 1
+    attention_levels: tuple[int, ...] = (1,)  # indices into widths that get (pseudo-3D) attention
+    heads: int = 4
+    temporal: bool = True  # False: no temporal layers at all (SR_h)
+    image_embed_dim: int = 0  # CLIP image embedding conditioning; 0 = none
+    image_tokens: int = 4  # extra context tokens projected from the image embedding
+    text_dim: int = 0  # width of CLIP text token states for cross-attention; 0 = none
+    fps_cond: bool = False  # embed fps like the timestep
+    sample_size: int = 32  # output resolution (square)
+    low_res_size: int = 0  # SR models: the resolution of their input video; 0 otherwise
+    num_frames: int = 8  # frames per window it was trained on
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+
+    def __post_init__(self) -> None:
+        if any(i < 0 or i >= len(self.widths) for i in self.attention_levels):
+            raise ValueError(f"attention_levels {self.attention_levels} out of range for widths {self.widths}")
+
+
+CONFIG_CLASSES: dict[str, type] = {
+    "clip": ClipConfig,
+    "prior": PriorConfig,
+    "decoder": UNetConfig,
+    "interpolator": UNetConfig,
+    "sr_low": UNetConfig,
+    "sr_high": UNetConfig,
+}
+
+ComponentConfig = ClipConfig | PriorConfig | UNetConfig
+
+
+def config_to_dict(config: ComponentConfig) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(component: str, data: dict[str, Any]) -> ComponentConfig:
+    """Rebuild a component config from its JSON form; unknown or missing keys are a ModelError."""
+    cls = CONFIG_CLASSES[component]
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ModelError(f"{component}/config.json has unknown keys: {', '.join(unknown)}")
+    values = dict(data)
+    for f in dataclasses.fields(cls):
+        if f.name not in values:
+            continue
+        if f.name == "diffusion":
+            values[f.name] = DiffusionConfig(**values[f.name])
+        elif isinstance(values[f.name], list):
+            values[f.name] = tuple(values[f.name])
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as err:
+        raise ModelError(f"{component}/config.json is invalid: {err}") from None
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """Generation defaults stored in model_index.json; every one can be overridden per call."""
+
+    num_frames: int = 8  # base frames from D^t
+    fps: float = 8.0  # fps of the base frames
+    interpolation_factor: int = 4  # ↑F frame skip k: F → (F−1)·k+1 frames
+    sampler: str = "ddim"
+    steps: dict[str, int] = field(default_factory=lambda: {"prior": 25, "decoder": 25, "interpolator": 20,
+                                                           "sr_low": 15, "sr_high": 10})
+    guidance: dict[str, float] = field(default_factory=lambda: {"prior": 2.0, "decoder": 3.0, "interpolator": 1.0,
+                                                                "sr_low": 1.0, "sr_high": 1.0})
+
+
+@dataclass(frozen=True)
+class ModelIndex:
+    """The contents of model_index.json."""
+
+    components: tuple[str, ...] = COMPONENTS
+    defaults: Defaults = field(default_factory=Defaults)
+    name: str = ""
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelIndex:
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ModelError(f"model_index.json has format_version {version!r}; this mav reads {FORMAT_VERSION}")
+        unknown = [c for c in data.get("components", []) if c not in COMPONENTS]
+        if unknown:
+            raise ModelError(f"model_index.json names unknown components: {', '.join(unknown)}")
+        try:
+            defaults = Defaults(**data.get("defaults", {}))
+        except TypeError as err:
+            raise ModelError(f"model_index.json has bad defaults: {err}") from None
+        return cls(components=tuple(data["components"]), defaults=defaults, name=data.get("name", ""),
+                   format_version=version)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Presets: a complete set of component configs plus generation defaults, for `mav init DIR --preset NAME`.
+
+
+@dataclass(frozen=True)
+class Preset:
+    components: dict[str, ComponentConfig]
+    defaults: Defaults
+
+
+def tiny_clip_cfg(embed_dim: int = 32, width: int = 32, image_size: int = 32, context_length: int = 16) -> dict:
+    return {
+        "embed_dim": embed_dim,
+        "vision_cfg": {"image_size": image_size, "layers": 2, "width": width, "patch_size": 8, "head_width": 16},
+        "text_cfg": {"context_length": context_length, "vocab_size": 49408, "width": width, "heads": 2,
+                     "layers": 2},
+    }
+
+
+def _tiny() -> Preset:
+    clip = ClipConfig(model_cfg=tiny_clip_cfg())
+    embed, text_w, ctx = 32, 32, 16
+    base = dict(widths=(16, 32), blocks_per_level=1, attention_levels=(1,), heads=2)
+    return Preset(
+        components={
+            "clip": clip,
+            "prior": PriorConfig(embed_dim=embed, text_dim=text_w, text_tokens=ctx, width=32, layers=2, heads=2),
+            "decoder": UNetConfig(**base, image_embed_dim=embed, image_tokens=2, text_dim=text_w, fps_cond=True,
+                                  sample_size=16, num_frames=4),
+            "interpolator": UNetConfig(**base, cond_channels=4, image_embed_dim=embed, image_tokens=2,
+                                       text_dim=text_w, fps_cond=True, sample_size=16, num_frames=8),
+            "sr_low": UNetConfig(**base, cond_channels=3, fps_cond=True, sample_size=32, low_res_size=16,
+                                 num_frames=8),
+            "sr_high": UNetConfig(widths=(16, 32), blocks_per_level=1, attention_levels=(), heads=2,
+                                  cond_channels=3, temporal=False, sample_size=64, low_res_size=32, num_frames=1),
+        },
+        defaults=Defaults(num_frames=4, fps=4.0, interpolation_factor=2,
+                          steps={"prior": 4, "decoder": 4, "interpolator": 3, "sr_low": 2, "sr_high": 2}),
+    )
+
+
+def _small() -> Preset:
+    """A CPU-trainable size: 8 frames at 32², ↑F ×4 → 29 frames, SR 32 → 64 → 128."""
+    embed, text_w, ctx = 64, 64, 16
+    return Preset(
+        components={
+            "clip": ClipConfig(model_cfg=tiny_clip_cfg(embed_dim=embed, width=text_w, image_size=32,
+                                                       context_length=ctx)),
+            "prior": PriorConfig(embed_dim=embed, text_dim=text_w, text_tokens=ctx, width=192, layers=4, heads=4),
+            "decoder": UNetConfig(widths=(64, 128, 192), blocks_per_level=2, attention_levels=(1, 2), heads=4,
+                                  image_embed_dim=embed, image_tokens=4, text_dim=text_w, fps_cond=True,
+                                  sample_size=32, num_frames=8),
+            "interpolator": UNetConfig(widths=(64, 128, 192), blocks_per_level=2, attention_levels=(1, 2), heads=4,
+                                       cond_channels=4, image_embed_dim=embed, image_tokens=4, text_dim=text_w,
+                                       fps_cond=True, sample_size=32, num_frames=9),
+            "sr_low": UNetConfig(widths=(32, 64, 128), blocks_per_level=1, attention_levels=(2,), heads=4,
+                                 cond_channels=3, fps_cond=True, sample_size=64, low_res_size=32, num_frames=8),
+            "sr_high": UNetConfig(widths=(32, 64, 96), blocks_per_level=1, attention_levels=(), heads=4,
+                                  cond_channels=3, temporal=False, sample_size=128, low_res_size=64, num_frames=1),
+        },
+        defaults=Defaults(num_frames=8, fps=7.5, interpolation_factor=4),
+    )
+
+
+PRESETS = {"tiny": _tiny, "small": _small}
+
+
+def preset(name: str) -> Preset:
+    from mav.errors import UsageError
+
+    if name not in PRESETS:
+        raise UsageError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return PRESETS[name]()

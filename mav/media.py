@@ -1,0 +1,566 @@
+"""Reading and writing images and videos, and moving pixels between files and model tensors.
+
+Files hold uint8 RGB, channel last: an image is `(h, w, 3)`, a video's frames `(f, h, w, 3)`. Models see float
+pixels in [-1, 1], channel first: `(3, h, w)`, `(3, f, h, w)` or `b c f h w`.
+
+Outputs are chosen by suffix: `.mp4` (H.264, yuv420p, crf 18, +faststart), `.webm` (VP9), `.gif` (Pillow,
+loops forever) or a folder of PNG frames (`frame_00000.png` …) when the path ends with "/" or has no suffix.
+Every output is written under a hidden temporary name beside the target and renamed into place, so a failure
+or Ctrl-C leaves no partial file: an existing output always means a finished one.
+Every bad file is a `MediaError` (exit 4) whose one-line message names the path.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import secrets
+import shutil
+import string
+import struct
+import sys
+import unicodedata
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+from torch import Tensor
+
+from mav.errors import MavError, MediaError, UsageError
+
+# Refuse larger images before decoding a single pixel: 40 MP of uint8 RGB is 120 MB, more as float.
+MAX_PIXELS = 40_000_000
+VIDEO_SUFFIXES = (".mp4", ".webm", ".gif")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+FRAME_PATTERN = "frame_{:05d}.png"
+
+# suffix → (container format, codec, codec options, container options)
+_ENCODERS = {
+    ".mp4": ("mp4", "libx264", {"crf": "18", "preset": "medium"}, {"movflags": "+faststart"}),
+    # b=0 makes crf a constant-quality target; cpu-used 2 and row-mt keep VP9 from being painfully slow.
+    ".webm": ("webm", "libvpx-vp9", {"crf": "24", "b": "0", "cpu-used": "2", "row-mt": "1"}, {}),
+}
+_PIL_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pixels ↔ tensors
+
+
+def _to_unit(pixels: Tensor) -> Tensor:
+    """uint8 [0, 255] → float32 [-1, 1]:  x = u / 127.5 − 1."""
+    return pixels.to(torch.float32) / 127.5 - 1.0
+
+
+def _to_uint8(x: Tensor) -> Tensor:
+    """float [-1, 1] → uint8:  u = round((clamp(x, −1, 1) + 1) · 127.5); exact inverse of `_to_unit`."""
+    x = x.detach().to("cpu", torch.float32)
+    if not torch.isfinite(x).all():
+        raise MavError("cannot convert pixels that contain NaN or infinity (the model output diverged)")
+    return ((x.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
+
+
+@dataclass
+class Video:
+    """Decoded video: `frames` uint8 `(f, h, w, 3)` RGB and its frame rate in frames per second."""
+
+    frames: Tensor
+    fps: float
+    meta: dict = field(default_factory=dict)  # what made it: prompt, seed, per-stage seconds, skipped stages
+
+    def __post_init__(self) -> None:
+        if self.frames.dtype != torch.uint8 or self.frames.ndim != 4 or self.frames.shape[-1] != 3:
+            shape = tuple(self.frames.shape)
+            raise ValueError(f"frames must be uint8 (f, h, w, 3), got {self.frames.dtype} {shape}")
+        if min(self.frames.shape[:3]) < 1:
+            raise ValueError(f"a video needs at least one frame of at least 1×1, got {tuple(self.frames.shape)}")
+        if not (math.isfinite(self.fps) and self.fps > 0):
+            raise ValueError(f"fps must be a positive number, got {self.fps}")
+        self.fps = float(self.fps)
+
+    @property
+    def num_frames(self) -> int:
+        return self.frames.shape[0]
+
+    @property
+    def height(self) -> int:
+        return self.frames.shape[1]
+
+    @property
+    def width(self) -> int:
+        return self.frames.shape[2]
+
+    def to_tensor(self) -> Tensor:
+        """Float32 `(3, f, h, w)` in [-1, 1], the layout models use (add `b` with `[None]`)."""
+        return rearrange(_to_unit(self.frames), "f h w c -> c f h w").contiguous()
+
+    @classmethod
+    def from_tensor(cls, x: Tensor, fps: float) -> Video:
+        """Inverse of `to_tensor`: `x` is `(3, f, h, w)` in [-1, 1] on any device and dtype; clamped, rounded."""
+        if x.ndim != 4 or x.shape[0] != 3:
+            raise ValueError(f"expected a (3, f, h, w) tensor, got {tuple(x.shape)}")
+        return cls(rearrange(_to_uint8(x), "c f h w -> f h w c").contiguous(), fps)
+
+
+def image_to_tensor(image: Tensor) -> Tensor:
+    """uint8 `(h, w, 3)` → float32 `(3, h, w)` in [-1, 1]."""
+    if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"expected a uint8 (h, w, 3) image, got {image.dtype} {tuple(image.shape)}")
+    return rearrange(_to_unit(image), "h w c -> c h w").contiguous()
+
+
+def image_from_tensor(x: Tensor) -> Tensor:
+    """float `(3, h, w)` in [-1, 1] → uint8 `(h, w, 3)`; clamped, rounded."""
+    if x.ndim != 3 or x.shape[0] != 3:
+        raise ValueError(f"expected a (3, h, w) tensor, got {tuple(x.shape)}")
+    return rearrange(_to_uint8(x), "c h w -> h w c").contiguous()
+
+
+def resize_video(x: Tensor, size: int | tuple[int, int], mode: str = "bicubic") -> Tensor:
+    """Resize every frame of `x` `(c, f, h, w)` or `(b, c, f, h, w)` to `size` (side or `(h, w)`), same layout.
+
+    bicubic and bilinear are antialiased, so downsampling does not alias; "area" averages, "nearest" copies.
+    Pixels are in [-1, 1], so bicubic overshoot at edges is clamped back into that range.
+    """
+    if mode not in ("bicubic", "bilinear", "area", "nearest"):
+        raise ValueError(f"mode must be bicubic, bilinear, area or nearest, got {mode!r}")
+    if x.ndim not in (4, 5):
+        raise ValueError(f"expected (c, f, h, w) or (b, c, f, h, w), got {tuple(x.shape)}")
+    h, w = (size, size) if isinstance(size, int) else size
+    if h < 1 or w < 1:
+        raise ValueError(f"size must be positive, got {size}")
+    if tuple(x.shape[-2:]) == (h, w):
+        return x
+    video = x if x.ndim == 5 else x[None]
+    b = video.shape[0]
+    frames = rearrange(video, "b c f h w -> (b f) c h w").float()
+    antialias = {"antialias": True} if mode in ("bicubic", "bilinear") else {}
+    frames = F.interpolate(frames, size=(h, w), mode=mode, **antialias).clamp(-1.0, 1.0)
+    out = rearrange(frames, "(b f) c h w -> b c f h w", b=b).to(x.dtype)
+    return out if x.ndim == 5 else out[0]
+
+
+def center_crop_square(x: Tensor | Video) -> Tensor | Video:
+    """Crop the largest centred square.
+
+    A `Video` gives a `Video`. A uint8 tensor is media layout, channel last (`(h, w, 3)` or `(f, h, w, 3)`);
+    a float tensor is model layout, channel first (`(…, h, w)`).
+    """
+    if isinstance(x, Video):
+        return Video(center_crop_square(x.frames), x.fps)
+    channel_last = x.dtype == torch.uint8
+    if channel_last and (x.ndim < 3 or x.shape[-1] != 3):
+        raise ValueError(f"a uint8 image or video must be (…, h, w, 3), got {tuple(x.shape)}")
+    h, w = x.shape[-3:-1] if channel_last else x.shape[-2:]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    if channel_last:
+        return x[..., top : top + side, left : left + side, :]
+    return x[..., top : top + side, left : left + side]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading
+
+
+def _reason(err: BaseException) -> str:
+    """The first line of an exception's message, for one-line errors (without PyAV's errno and file name)."""
+    text = (getattr(err, "strerror", None) or str(err)).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _input_file(path: str | os.PathLike, what: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise MediaError(f"{what} not found: {p}")
+    if p.is_dir() and what == "image":
+        raise MediaError(f"{p} is a folder, not an image file")
+    return p
+
+
+def _check_pixels(p: Path, width: int, height: int, max_pixels: int, what: str = "image") -> None:
+    if width * height > max_pixels:
+        raise MediaError(
+            f"{what} too large: {p} is {width}×{height} ({width * height / 1e6:.1f} megapixels; "
+            f"the limit is {max_pixels / 1e6:g})"
+        )
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Any Pillow mode → RGB; transparent pixels are composited onto white."""
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        # Pillow's own conversion clips 16-bit values at 255 instead of scaling them.
+        gray = (np.asarray(im, dtype=np.float64) / 257.0).round().clip(0, 255).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, im.convert("RGBA")).convert("RGB")
+    return im.convert("RGB")
+
+
+def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Tensor:
+    """Read an image file as uint8 `(h, w, 3)` RGB, upright (EXIF orientation applied).
+
+    Transparency is composited onto white; grayscale, 16-bit, palette and CMYK become RGB; an animated image
+    gives its first frame. Images above `max_pixels` are refused before their pixels are decoded.
+    """
+    p = _input_file(path, "image")
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above its own limit; ours is lower and checked right after the header is read.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                _check_pixels(p, im.width, im.height, max_pixels)
+                im.load()  # a truncated file opens fine and only fails here
+                rgb = _to_rgb(ImageOps.exif_transpose(im))
+    except Image.DecompressionBombError as e:
+        raise MediaError(f"image too large: {p} ({_reason(e)})") from e
+    except UnidentifiedImageError as e:
+        raise MediaError(f"not an image (format not recognised): {p}") from e
+    except _PIL_ERRORS as e:
+        raise MediaError(f"cannot read image {p}: {_reason(e)}") from e
+    return torch.from_numpy(np.array(rgb, dtype=np.uint8))
+
+
+def _natural_key(name: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def _read_frames_folder(p: Path, max_frames: int | None, fps: float | None, max_pixels: int) -> Video:
+    files = sorted(
+        (f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")),
+        key=lambda f: _natural_key(f.name),
+    )
+    if not files:
+        raise MediaError(f"no frames in {p} (expected image files such as {FRAME_PATTERN.format(0)})")
+    if fps is None:
+        try:
+            with Image.open(files[0]) as im:
+                fps = float(im.info["fps"])
+        except (KeyError, *_PIL_ERRORS):
+            fps = math.nan
+        if not (math.isfinite(fps) and fps > 0):
+            raise MediaError(f"the frames in {p} do not record a frame rate; give one explicitly")
+    frames = [read_image(f, max_pixels) for f in files[:max_frames]]
+    if any(frame.shape != frames[0].shape for frame in frames):
+        raise MediaError(f"the frames in {p} do not all have the same size")
+    return Video(torch.stack(frames), fps)
+
+
+def read_video(
+    path: str | os.PathLike,
+    max_frames: int | None = None,
+    *,
+    fps: float | None = None,
+    max_pixels: int = MAX_PIXELS,
+) -> Video:
+    """Decode a video file (anything PyAV reads, animated GIF included) or a folder of frames.
+
+    Reads at most `max_frames` frames from the start. The frame rate comes from the stream; a folder of frames
+    records it in its PNG text (as `save_video` writes it) or takes `fps`. Still images are refused here: use
+    `read_image`.
+    """
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be ≥ 1, got {max_frames}")
+    p = _input_file(path, "video")
+    if p.is_dir():
+        return _read_frames_folder(p, max_frames, fps, max_pixels)
+
+    import av
+
+    frames = []
+    try:
+        with av.open(str(p)) as container:
+            if container.format.name == "image2" or container.format.name.endswith("_pipe"):
+                raise MediaError(f"{p} is a still image, not a video")
+            if not container.streams.video:
+                raise MediaError(f"no video stream in {p}")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            _check_pixels(p, stream.codec_context.width, stream.codec_context.height, max_pixels, "video")
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            for frame in container.decode(stream):
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if max_frames is not None and len(frames) >= max_frames:
+                    break
+    except EOFError as e:  # PyAV's EOFError: the container ends before its first packet
+        raise MediaError(f"no frames could be decoded from {p} (empty or truncated video)") from e
+    except (av.FFmpegError, OSError, ValueError) as e:
+        raise MediaError(f"cannot read video {p} (not a video, or truncated): {_reason(e)}") from e
+    if not frames:
+        raise MediaError(f"no frames could be decoded from {p} (empty or truncated video)")
+    if fps is None and (not rate or rate <= 0):
+        raise MediaError(f"cannot tell the frame rate of {p}; give one explicitly")
+    return Video(torch.from_numpy(np.stack(frames)), float(rate) if fps is None else fps)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Output paths
+
+
+def _is_folder_output(path: str | os.PathLike) -> bool:
+    text = os.fspath(path)
+    return text.endswith(("/", os.sep)) or Path(text).suffix == ""
+
+
+def _is_frames_folder(p: Path) -> bool:
+    """An existing folder that `save_video` may replace: empty, or holding only frame PNGs."""
+    return all(re.fullmatch(r"frame_\d+\.png", f.name) and f.is_file() for f in p.iterdir())
+
+
+def check_output(path: str | os.PathLike, overwrite: bool = False, *, kind: str = "video",
+                 make_parents: bool = False) -> Path:
+    """Validate an output path before any heavy work and return it as a `Path`.
+
+    kind "video": `.mp4`, `.webm`, `.gif`, or a PNG-frames folder (path ends with "/" or has no suffix; pass the
+    same string on to `save_video`, since a `Path` drops the trailing "/"). kind "image": `.png`, `.jpg`,
+    `.jpeg`, `.webp`. An existing output needs `overwrite`; the parent folder must exist and be writable (with
+    `make_parents`, its nearest existing ancestor must be a writable folder: the caller creates the rest later).
+    """
+    if kind not in ("video", "image"):
+        raise ValueError(f"kind must be video or image, got {kind!r}")
+    if not os.fspath(path).strip():
+        raise MediaError("the output path is empty")
+    p = Path(path).expanduser()
+    folder = kind == "video" and _is_folder_output(path)
+    allowed = VIDEO_SUFFIXES if kind == "video" else IMAGE_SUFFIXES
+    if not folder and p.suffix.lower() not in allowed:
+        extra = " or a folder (a path ending with '/')" if kind == "video" else ""
+        raise MediaError(f"unknown output suffix {p.suffix!r} in {p}: use {', '.join(allowed)}{extra}")
+    if p.exists() or p.is_symlink():
+        if not overwrite:
+            raise MediaError(f"{p} already exists; pass --overwrite to replace it")
+        if folder and not (p.is_dir() and _is_frames_folder(p)):
+            raise MediaError(f"refusing to replace {p}: it is not a folder of frame_*.png files")
+        if not folder and p.is_dir():
+            raise MediaError(f"refusing to replace {p}: it is a folder")
+    parent = p.absolute().parent
+    if make_parents:
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+    if not parent.exists():
+        raise MediaError(f"output folder {parent} does not exist")
+    if not parent.is_dir():
+        raise MediaError(f"{parent} is not a folder, so {p.name} cannot be written in it")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise MediaError(f"output folder {parent} is not writable")
+    return p
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Atomic writes
+
+
+def _reserve(final: Path, folder: bool) -> Path:
+    """Create a hidden, unused name beside `final` with the same suffix (codecs pick the format from it)."""
+    while True:
+        tmp = final.with_name(f".{final.stem}.{secrets.token_hex(4)}.partial{final.suffix}")
+        try:
+            if folder:
+                os.mkdir(tmp)
+            else:  # O_EXCL and mode 0o666 (minus umask) give the permissions a normal file would get
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    elif p.exists() or p.is_symlink():
+        p.unlink(missing_ok=True)
+
+
+def _commit(tmp: Path, final: Path, overwrite: bool, folder: bool) -> None:
+    if not folder and tmp.stat().st_size == 0:
+        raise MediaError(f"writing {final} produced an empty file")
+    if folder:
+        if not final.exists():
+            os.rename(tmp, final)
+            return
+        if not overwrite:  # it appeared while the frames were being written
+            raise MediaError(f"{final} already exists; pass --overwrite to replace it")
+        # os.rename cannot replace a non-empty folder: move the old one aside, then delete it.
+        old = final.with_name(f".{final.name}.{secrets.token_hex(4)}.old")
+        os.rename(final, old)
+        try:
+            os.rename(tmp, final)
+        except BaseException:
+            os.rename(old, final)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    elif overwrite:
+        os.replace(tmp, final)
+    else:
+        try:  # a hard link fails if `final` appeared meanwhile, so a concurrent writer is never clobbered
+            os.link(tmp, final)
+        except FileExistsError:
+            raise MediaError(f"{final} already exists; pass --overwrite to replace it") from None
+        except OSError:  # file systems without hard links
+            if final.exists():
+                raise MediaError(f"{final} already exists; pass --overwrite to replace it") from None
+            os.replace(tmp, final)
+
+
+def _write_errors() -> tuple[type[BaseException], ...]:
+    """What a failed write raises: file-system and Pillow errors, and PyAV's once PyAV is loaded."""
+    av = sys.modules.get("av")
+    return (*_PIL_ERRORS, *((av.FFmpegError,) if av is not None else ()))
+
+
+@contextmanager
+def _atomic(final: Path, overwrite: bool, folder: bool = False) -> Iterator[Path]:
+    """Yield a temporary path to write; rename it to `final` on success, delete it on any error or Ctrl-C."""
+    tmp = _reserve(final, folder)
+    try:
+        yield tmp
+        _commit(tmp, final, overwrite, folder)
+    except _write_errors() as e:
+        raise MediaError(f"cannot write {final}: {_reason(e)}") from e
+    finally:
+        _remove(tmp)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Writing
+
+
+def _iter_frames(video: Video) -> Iterator[np.ndarray]:
+    """The frames as contiguous uint8 `(h, w, 3)` arrays, one at a time."""
+    frames = video.frames.cpu()
+    for i in range(video.num_frames):
+        yield np.ascontiguousarray(frames[i].numpy())
+
+
+def _pad_even(frame: np.ndarray) -> np.ndarray:
+    """H.264 with yuv420p needs even sides: repeat the last row / column where one is odd."""
+    h, w = frame.shape[:2]
+    return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge") if h % 2 or w % 2 else frame
+
+
+def _write_av(video: Video, tmp: Path, suffix: str) -> None:
+    import av
+
+    fmt, codec, options, container_options = _ENCODERS[suffix]
+    even = codec == "libx264"
+    height, width = video.height, video.width
+    if even:
+        height, width = height + height % 2, width + width % 2
+    with av.open(str(tmp), "w", format=fmt, container_options=container_options) as container:
+        # PyAV wants a rational rate; limit_denominator(1001) keeps NTSC rates such as 30000/1001 exact.
+        stream = container.add_stream(codec, rate=Fraction(video.fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = dict(options)
+        for frame in _iter_frames(video):
+            picture = av.VideoFrame.from_ndarray(_pad_even(frame) if even else frame, format="rgb24")
+            for packet in stream.encode(picture):
+                container.mux(packet)
+        for packet in stream.encode():  # flush delayed frames
+            container.mux(packet)
+
+
+def _write_gif(video: Video, tmp: Path) -> None:
+    images = [Image.fromarray(frame) for frame in _iter_frames(video)]
+    # GIF delays are whole centiseconds and browsers slow down anything under 2 cs, so ~50 fps is the maximum.
+    delay_cs = max(2, round(100 / video.fps))
+    images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=delay_cs * 10, loop=0)
+
+
+def _write_frames(video: Video, folder: Path) -> None:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("fps", repr(video.fps))  # lets read_video recover the frame rate of a frames folder
+    for i, frame in enumerate(_iter_frames(video)):
+        Image.fromarray(frame).save(folder / FRAME_PATTERN.format(i), format="PNG", pnginfo=info)
+
+
+def save_video(video: Video, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write `video` by the suffix of `path` (see the module docstring) atomically; return the final path.
+
+    mp4 frames with an odd width or height are padded to even by repeating the last row / column, because
+    H.264 in yuv420p cannot encode odd sizes; the file is then at most one pixel larger on each side. A GIF
+    stores its frame delay in whole centiseconds (8 fps becomes 100/12 ≈ 8.33), and Pillow merges identical
+    consecutive frames into one longer frame.
+    """
+    p = check_output(path, overwrite)
+    folder = _is_folder_output(path)
+    with _atomic(p, overwrite, folder) as tmp:
+        if folder:
+            _write_frames(video, tmp)
+        elif p.suffix.lower() == ".gif":
+            _write_gif(video, tmp)
+        else:
+            _write_av(video, tmp, p.suffix.lower())
+    return p
+
+
+def save_image(image: Tensor, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write a uint8 `(h, w, 3)` image to `.png`, `.jpg`/`.jpeg` (quality 95) or `.webp` atomically."""
+    if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"expected a uint8 (h, w, 3) image, got {image.dtype} {tuple(image.shape)}")
+    p = check_output(path, overwrite, kind="image")
+    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}[p.suffix.lower()]
+    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    with _atomic(p, overwrite) as tmp:
+        Image.fromarray(np.ascontiguousarray(image.cpu().numpy())).save(tmp, format=fmt, **options)
+    return p
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Output names
+
+
+def slugify(prompt: str, max_length: int = 60) -> str:
+    """A file-name-safe form of a prompt: "A red circle, moving!" → "a-red-circle-moving".
+
+    Letters of any script are kept; everything else becomes "-". Cut at a word boundary to `max_length`.
+    """
+    text = unicodedata.normalize("NFKC", prompt).lower()
+    slug = re.sub(r"[\W_]+", "-", text).strip("-")
+    if len(slug) > max_length:
+        cut = slug[:max_length]
+        slug = (cut.rsplit("-", 1)[0] if "-" in cut else cut).strip("-")
+    return slug or "untitled"
+
+
+def expand_output_template(template: str, **fields: object) -> str:
+    """Fill an output template with `str.format`, e.g. `"out/{index:03d}-{seed}-{prompt}.mp4"`.
+
+    The caller supplies the fields (typically index, seed and prompt=slugify(prompt)); a template naming any
+    other field, or malformed, is a `UsageError`.
+    """
+    try:
+        return template.format(**fields)
+    except KeyError as e:
+        names = ", ".join("{" + name + "}" for name in sorted(fields))
+        raise UsageError(f"unknown field {{{e.args[0]}}} in output template {template!r}; use {names}") from None
+    except (IndexError, ValueError, AttributeError, TypeError) as e:
+        names = ", ".join("{" + name + "}" for name in sorted(fields))
+        raise UsageError(f"bad output template {template!r} ({_reason(e)}); use named fields: {names}") from None
+
+
+def template_fields(template: str) -> set[str]:
+    """The fields a template uses, e.g. to check it varies per output: "{seed}-{index:02d}" → {seed, index}."""
+    try:
+        return {name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(template) if name}
+    except ValueError as e:
+        raise UsageError(f"bad output template {template!r} ({_reason(e)})") from None
+
+
+STILL_SUFFIXES = (*IMAGE_SUFFIXES, ".bmp", ".tif", ".tiff")
+
+
+def read_media(path: str | os.PathLike, *, image_fps: float = 8.0, allow_image: bool = True) -> Video:
+    """An image (as a one-frame video at `image_fps`) or a video, told apart by the file's suffix."""
+    if allow_image and Path(path).suffix.lower() in STILL_SUFFIXES:
+        return Video(read_image(path).unsqueeze(0), image_fps)
+    return read_video(path)

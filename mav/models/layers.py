@@ -1,0 +1,93 @@
+"""Small layers shared by the SpaceTime UNet and the diffusion prior.
+
+Nothing here registers buffers: models are built on the meta device and filled from safetensors with
+`assign=True`, so every tensor a layer needs is either a parameter or computed in `forward`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+
+def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
+    """Sinusoidal features of a scalar per batch item, `(b,) → (b, dim)` in float32.
+
+    emb(t) = [cos(t·ω_0) … cos(t·ω_{k−1}), sin(t·ω_0) … sin(t·ω_{k−1})], ω_i = max_period^(−i/k), k = dim // 2
+    (Vaswani et al. 2017; Ho et al. 2020). `t` may be fractional (fps, continuous timesteps).
+    """
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) / half * torch.arange(half, device=t.device, dtype=torch.float32))
+    args = torch.outer(t.float(), freqs)
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        emb = F.pad(emb, (0, 1))
+    return emb
+
+
+class TimestepEmbedding(nn.Module):
+    """Sinusoidal features of a per-item scalar (diffusion step, fps) followed by a two-layer MLP."""
+
+    def __init__(self, freq_dim: int, dim: int) -> None:
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, t: Tensor) -> Tensor:
+        """t: `(b,)` → `(b, dim)`."""
+        return self.mlp(timestep_embedding(t, self.freq_dim).to(self.mlp[0].weight.dtype))
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with up to 32 groups of at least 4 channels (small widths would otherwise normalise each
+    channel alone)."""
+    groups = next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0 and (channels // g >= 4 or g == 1))
+    return nn.GroupNorm(groups, channels)
+
+
+class Attention(nn.Module):
+    """Multi-head attention over token sequences `(n, l, dim)` using `F.scaled_dot_product_attention`.
+
+    Self-attention when `context_dim` is None, cross-attention to a context `(n, m, context_dim)` otherwise.
+    `attn_mask` goes to SDPA unchanged: a bool mask (True = attend) or a float bias, broadcastable to
+    `(n, heads, l, m)`.
+    """
+
+    def __init__(self, dim: int, heads: int, context_dim: int | None = None) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"attention width {dim} is not divisible by heads={heads}")
+        self.heads = heads
+        self.is_cross = context_dim is not None
+        if self.is_cross:
+            self.to_q = nn.Linear(dim, dim, bias=False)
+            self.to_kv = nn.Linear(context_dim, 2 * dim, bias=False)
+        else:
+            self.to_qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.to_out = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, context: Tensor | None = None, attn_mask: Tensor | None = None) -> Tensor:
+        if self.is_cross:
+            if context is None:
+                raise ValueError("cross-attention needs a context")
+            q = rearrange(self.to_q(x), "n l (h d) -> n h l d", h=self.heads)
+            k, v = rearrange(self.to_kv(context), "n m (two h d) -> two n h m d", two=2, h=self.heads)
+        else:
+            q, k, v = rearrange(self.to_qkv(x), "n l (three h d) -> three n h l d", three=3, h=self.heads)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        return self.to_out(rearrange(out, "n h l d -> n l (h d)"))
+
+
+class FeedForward(nn.Module):
+    """Position-wise MLP: Linear → GELU → Linear."""
+
+    def __init__(self, dim: int, mult: int = 4) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, dim * mult), nn.GELU(), nn.Linear(dim * mult, dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)

@@ -1,0 +1,115 @@
+"""Pseudo-3D convolution and attention (Make-A-Video §3.2, Eqs. 2 and 3).
+
+Both layers work on frames folded into the batch, `(b f) c h w`, the layout the SpaceTime UNet keeps between
+layers: the spatial (image) part then sees plain images, and only the temporal part rearranges. Each temporal
+part starts as an identity, so at initialisation the video model is the image model applied frame by frame.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from mav.models.layers import Attention, FeedForward
+
+
+class Pseudo3DConv(nn.Module):
+    """Conv2d over space, then Conv1d over frames: Conv_P3D(h) = Conv1D(Conv2D(h) ∘ T) ∘ T (Eq. 2).
+
+    The Conv1d is Dirac-initialised with a zero bias (the identity); with `temporal=False` it does not exist.
+    Input and output: `(b f) c h w` with `frames = f`.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, *, temporal: bool = True,
+                 temporal_kernel_size: int = 3) -> None:
+        super().__init__()
+        self.spatial = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        self.temporal: nn.Conv1d | None = None
+        if temporal:
+            self.temporal = nn.Conv1d(out_channels, out_channels, temporal_kernel_size,
+                                      padding=temporal_kernel_size // 2)
+            nn.init.dirac_(self.temporal.weight)
+            nn.init.zeros_(self.temporal.bias)
+
+    def forward(self, x: Tensor, frames: int, temporal: bool = True) -> Tensor:
+        x = self.spatial(x)
+        if self.temporal is None or not temporal:
+            return x
+        # The Conv1d's weights run as a (k, 1, 1) Conv3d on a strided `b c f h w` view: the same arithmetic as
+        # Conv1d over `(b h w) c f`, without copying into that layout and back (several times faster on CPU).
+        x = rearrange(x, "(b f) c h w -> b c f h w", f=frames)
+        weight = rearrange(self.temporal.weight, "o i k -> o i k 1 1")
+        x = F.conv3d(x, weight, self.temporal.bias, padding=(self.temporal.padding[0], 0, 0))
+        return rearrange(x, "b c f h w -> (b f) c h w")
+
+
+class FramePositionBias(nn.Module):
+    """Relative position bias for temporal attention, defined for any number of frames.
+
+    A small MLP maps the signed, log-compressed frame distance sign(j−i)·log(1+|j−i|) to one bias per head
+    (continuous relative positions, as in Swin-v2), so a model trained on F frames still has a position signal
+    for the 4F+ frames of ↑F.
+    """
+
+    def __init__(self, heads: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(1, hidden), nn.SiLU(), nn.Linear(hidden, heads))
+
+    def forward(self, frames: int) -> Tensor:
+        """→ `(heads, frames, frames)` float bias, entry [h, i, j] for query frame i and key frame j."""
+        weight = self.mlp[0].weight
+        distance = torch.arange(-(frames - 1), frames, device=weight.device, dtype=weight.dtype)
+        bias = self.mlp(rearrange(torch.sign(distance) * torch.log1p(distance.abs()), "d -> d 1"))
+        index = torch.arange(frames, device=weight.device)
+        relative = rearrange(index, "j -> 1 j") - rearrange(index, "i -> i 1") + frames - 1  # j − i, made ≥ 0
+        return rearrange(bias[relative], "i j h -> h i j")
+
+
+class Pseudo3DAttention(nn.Module):
+    """Spatial transformer block then temporal self-attention: ATTN_P3D (Eq. 3).
+
+    Spatial part (per frame): self-attention, cross-attention to context tokens (if `context_dim`), feed-forward,
+    each pre-LayerNorm and residual. Temporal part: self-attention over frames at every pixel with a relative
+    position bias; its output projection is zero-initialised, so it starts as the identity.
+    Input and output: `(b f) c h w` with `frames = f`.
+    """
+
+    def __init__(self, dim: int, heads: int, context_dim: int | None = None, *, temporal: bool = True) -> None:
+        super().__init__()
+        self.norm_self = nn.LayerNorm(dim)
+        self.self_attn = Attention(dim, heads)
+        self.norm_cross: nn.LayerNorm | None = None
+        self.cross_attn: Attention | None = None
+        if context_dim is not None:
+            self.norm_cross = nn.LayerNorm(dim)
+            self.cross_attn = Attention(dim, heads, context_dim)
+        self.norm_ff = nn.LayerNorm(dim)
+        self.ff = FeedForward(dim)
+        self.temporal_norm: nn.LayerNorm | None = None
+        self.temporal_attn: Attention | None = None
+        self.temporal_position: FramePositionBias | None = None
+        if temporal:
+            self.temporal_norm = nn.LayerNorm(dim)
+            self.temporal_attn = Attention(dim, heads)
+            self.temporal_position = FramePositionBias(heads)
+            nn.init.zeros_(self.temporal_attn.to_out.weight)
+            nn.init.zeros_(self.temporal_attn.to_out.bias)
+
+    def forward(self, x: Tensor, frames: int, context: Tensor | None = None, context_mask: Tensor | None = None,
+                temporal: bool = True) -> Tensor:
+        """x: `(b f) c h w`; context: `((b f), m, context_dim)`; context_mask: bool `((b f), m)`, True = attend."""
+        height, width = x.shape[-2:]
+        tokens = rearrange(x, "n c h w -> n (h w) c")
+        tokens = tokens + self.self_attn(self.norm_self(tokens))
+        if self.cross_attn is not None and context is not None:
+            mask = None if context_mask is None else rearrange(context_mask, "n m -> n 1 1 m")
+            tokens = tokens + self.cross_attn(self.norm_cross(tokens), context, mask)
+        tokens = tokens + self.ff(self.norm_ff(tokens))
+        if self.temporal_attn is None or not temporal:
+            return rearrange(tokens, "n (h w) c -> n c h w", h=height, w=width)
+        tokens = rearrange(tokens, "(b f) s c -> (b s) f c", f=frames)
+        bias = self.temporal_position(frames).to(tokens.dtype)
+        tokens = tokens + self.temporal_attn(self.temporal_norm(tokens), attn_mask=bias)
+        return rearrange(tokens, "(b h w) f c -> (b f) c h w", h=height, w=width)

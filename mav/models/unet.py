@@ -1,0 +1,257 @@
+"""The SpaceTime UNet: D^t, ↑F and SR^t_l (pseudo-3D), and SR_h (config.temporal=False, spatial only).
+
+Frames are folded into the batch once at the input, `b c f h w → (b f) c h w`, and unfolded once at the output;
+in between, spatial layers see plain images and only the temporal parts of the pseudo-3D layers rearrange.
+Down- and upsampling are spatial only: frames are never merged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, repeat
+from torch import Tensor, nn
+
+from mav.config import UNetConfig
+from mav.models.layers import TimestepEmbedding, group_norm
+from mav.models.pseudo3d import Pseudo3DAttention, Pseudo3DConv
+
+
+def is_temporal_parameter(name: str) -> bool:
+    """Whether a parameter name (from `named_parameters`) belongs to a temporal layer (training stage 4)."""
+    return any(part.startswith("temporal") for part in name.split("."))
+
+
+class ResBlock(nn.Module):
+    """GroupNorm → SiLU → Pseudo3DConv, twice, with the embedding as scale/shift of the second norm."""
+
+    def __init__(self, in_channels: int, out_channels: int, emb_dim: int, *, temporal: bool) -> None:
+        super().__init__()
+        self.norm1 = group_norm(in_channels)
+        self.conv1 = Pseudo3DConv(in_channels, out_channels, temporal=temporal)
+        self.emb_proj = nn.Linear(emb_dim, 2 * out_channels)
+        self.norm2 = group_norm(out_channels)
+        self.conv2 = Pseudo3DConv(out_channels, out_channels, temporal=temporal)
+        self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+
+    def forward(self, x: Tensor, emb: Tensor, frames: int, temporal: bool) -> Tensor:
+        """x: `(b f) c h w`; emb: `((b f), emb_dim)`, already passed through SiLU."""
+        h = self.conv1(F.silu(self.norm1(x)), frames, temporal)
+        scale, shift = rearrange(self.emb_proj(emb), "n (two c) -> two n c 1 1", two=2)
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(F.silu(h), frames, temporal)
+        return self.skip(x) + h
+
+
+class SpaceTimeBlock(nn.Module):
+    """A ResBlock, optionally followed by pseudo-3D attention."""
+
+    def __init__(self, in_channels: int, out_channels: int, emb_dim: int, heads: int, context_dim: int | None,
+                 *, attention: bool, temporal: bool) -> None:
+        super().__init__()
+        self.res = ResBlock(in_channels, out_channels, emb_dim, temporal=temporal)
+        self.attn = Pseudo3DAttention(out_channels, heads, context_dim, temporal=temporal) if attention else None
+
+    def forward(self, x: Tensor, emb: Tensor, frames: int, context: Tensor | None, context_mask: Tensor | None,
+                temporal: bool) -> Tensor:
+        x = self.res(x, emb, frames, temporal)
+        if self.attn is not None:
+            x = self.attn(x, frames, context, context_mask, temporal)
+        return x
+
+
+class Downsample(nn.Module):
+    """Halve height and width with a stride-2 convolution (frames untouched)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    """Double height and width: nearest neighbour, then a 3×3 convolution (frames untouched)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class SpaceTimeUNet(nn.Module):
+    """Config-driven pseudo-3D UNet denoiser for images `b c h w` and videos `b c f h w`.
+
+    Conditioning: diffusion timestep, fps (if `config.fps_cond`), CLIP image embedding (added to the time
+    embedding and projected to `config.image_tokens` context tokens), CLIP text tokens (cross-attention with a
+    key padding mask) and extra input channels `cond`. A learned null token is always part of the
+    cross-attention context, so a sample whose text tokens are all masked still has something to attend to.
+    At initialisation every temporal layer is the identity: the video output equals the image output per frame.
+    """
+
+    def __init__(self, config: UNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        widths, temporal = config.widths, config.temporal
+        emb_dim = 4 * widths[0]
+        self.time_embed = TimestepEmbedding(widths[0], emb_dim)
+        self.fps_embed = TimestepEmbedding(widths[0], emb_dim) if config.fps_cond else None
+
+        # Cross-attention context: [null token] + [image tokens] + [text tokens], each of width context_dim.
+        self.has_context = config.image_embed_dim > 0 or config.text_dim > 0
+        context_dim = emb_dim if self.has_context else None
+        self.image_embed_proj: nn.Sequential | None = None
+        self.image_to_tokens: nn.Linear | None = None
+        self.text_proj: nn.Sequential | None = None
+        self.null_token: nn.Parameter | None = None
+        if config.image_embed_dim > 0:
+            self.image_embed_proj = nn.Sequential(nn.Linear(config.image_embed_dim, emb_dim), nn.SiLU(),
+                                                  nn.Linear(emb_dim, emb_dim))
+            if config.image_tokens > 0:
+                self.image_to_tokens = nn.Linear(config.image_embed_dim, config.image_tokens * emb_dim)
+        if config.text_dim > 0:
+            self.text_proj = nn.Sequential(nn.LayerNorm(config.text_dim), nn.Linear(config.text_dim, emb_dim))
+        if self.has_context:
+            self.null_token = nn.Parameter(torch.randn(1, 1, emb_dim) * 0.02)
+
+        self.conv_in = nn.Conv2d(config.in_channels + config.cond_channels, widths[0], 3, padding=1)
+        block = dict(emb_dim=emb_dim, heads=config.heads, context_dim=context_dim, temporal=temporal)
+        self.down = nn.ModuleList()
+        skip_channels = [widths[0]]
+        channels = widths[0]
+        for level, width in enumerate(widths):
+            for _ in range(config.blocks_per_level):
+                self.down.append(SpaceTimeBlock(channels, width, attention=level in config.attention_levels,
+                                                **block))
+                channels = width
+                skip_channels.append(channels)
+            if level < len(widths) - 1:
+                self.down.append(Downsample(channels))
+                skip_channels.append(channels)
+        self.mid = nn.ModuleList([
+            SpaceTimeBlock(channels, channels, attention=len(config.attention_levels) > 0, **block),
+            SpaceTimeBlock(channels, channels, attention=False, **block),
+        ])
+        self.up = nn.ModuleList()
+        for level, width in reversed(list(enumerate(widths))):
+            for _ in range(config.blocks_per_level + 1):
+                self.up.append(SpaceTimeBlock(channels + skip_channels.pop(), width,
+                                              attention=level in config.attention_levels, **block))
+                channels = width
+            if level > 0:
+                self.up.append(Upsample(channels))
+        self.norm_out = group_norm(channels)
+        self.conv_out = nn.Conv2d(channels, config.out_channels, 3, padding=1)
+
+    def temporal_parameters(self) -> Iterator[nn.Parameter]:
+        """The parameters added for video (Dirac conv1d, temporal attention); empty if config.temporal=False."""
+        return (p for name, p in self.named_parameters() if is_temporal_parameter(name))
+
+    def spatial_parameters(self) -> Iterator[nn.Parameter]:
+        """Every parameter of the image model, i.e. all but `temporal_parameters()`."""
+        return (p for name, p in self.named_parameters() if not is_temporal_parameter(name))
+
+    def forward(self, x: Tensor, t: Tensor, *, cond: Tensor | None = None, image_embed: Tensor | None = None,
+                text_tokens: Tensor | None = None, text_mask: Tensor | None = None, fps: Tensor | None = None,
+                temporal: bool = True) -> Tensor:
+        """Predict the diffusion target for `x` at timesteps `t`; output has out_channels and x's layout.
+
+        x: `b c f h w` or `b c h w` (f = 1); t: `(b,)`; cond: like x with cond_channels; image_embed:
+        `(b, image_embed_dim)`, None = zeros (unconditional); text_tokens `(b, L, text_dim)` with text_mask `(b, L)`
+        bool (True = real token); fps `(b,)`, used only if config.fps_cond; temporal=False skips temporal layers.
+        """
+        is_image = x.ndim == 4
+        if is_image:
+            x = rearrange(x, "b c h w -> b c 1 h w")
+            if cond is not None and cond.ndim == 4:
+                cond = rearrange(cond, "b c h w -> b c 1 h w")
+        self._check_inputs(x, cond, image_embed, text_tokens)
+        batch, _, frames = x.shape[:3]
+        if cond is not None:
+            x = torch.cat([x, cond], dim=1)
+        temporal = temporal and self.config.temporal
+
+        emb = self._embedding(t, fps, image_embed, batch, x.dtype)
+        emb = repeat(F.silu(emb), "b d -> (b f) d", f=frames)
+        context, context_mask = self._context(image_embed, text_tokens, text_mask, batch, x.dtype)
+        if context is not None:
+            context = repeat(context, "b m d -> (b f) m d", f=frames)
+            context_mask = repeat(context_mask, "b m -> (b f) m", f=frames)
+        run = dict(emb=emb, frames=frames, context=context, context_mask=context_mask, temporal=temporal)
+
+        h = self.conv_in(rearrange(x, "b c f h w -> (b f) c h w"))
+        skips = [h]
+        for layer in self.down:
+            h = layer(h, **run) if isinstance(layer, SpaceTimeBlock) else layer(h)
+            skips.append(h)
+        for layer in self.mid:
+            h = layer(h, **run)
+        for layer in self.up:
+            if isinstance(layer, SpaceTimeBlock):
+                h = layer(torch.cat([h, skips.pop()], dim=1), **run)
+            else:
+                h = layer(h)
+        out = self.conv_out(F.silu(self.norm_out(h)))
+        out = rearrange(out, "(b f) c h w -> b c f h w", f=frames)
+        return out[:, :, 0] if is_image else out
+
+    def _check_inputs(self, x: Tensor, cond: Tensor | None, image_embed: Tensor | None,
+                      text_tokens: Tensor | None) -> None:
+        config = self.config
+        if x.ndim != 5:
+            raise ValueError(f"x must be b c h w or b c f h w, got shape {tuple(x.shape)}")
+        if x.shape[1] != config.in_channels:
+            raise ValueError(f"x has {x.shape[1]} channels, the model expects {config.in_channels}")
+        factor = 2 ** (len(config.widths) - 1)
+        if x.shape[-1] % factor or x.shape[-2] % factor:
+            raise ValueError(f"height and width must be multiples of {factor}, got {tuple(x.shape[-2:])}")
+        if config.cond_channels > 0:
+            expected = (x.shape[0], config.cond_channels, *x.shape[2:])
+            if cond is None or tuple(cond.shape) != expected:
+                got = None if cond is None else tuple(cond.shape)
+                raise ValueError(f"cond must have shape {expected}, got {got}")
+        elif cond is not None:
+            raise ValueError("this UNet takes no cond channels (cond_channels=0)")
+        if image_embed is not None and config.image_embed_dim == 0:
+            raise ValueError("this UNet has no image-embedding conditioning (image_embed_dim=0)")
+        if text_tokens is not None and config.text_dim == 0:
+            raise ValueError("this UNet has no text conditioning (text_dim=0)")
+
+    def _embedding(self, t: Tensor, fps: Tensor | None, image_embed: Tensor | None, batch: int,
+                   dtype: torch.dtype) -> Tensor:
+        """Time embedding + fps embedding + image-embedding MLP, `(b, emb_dim)`."""
+        emb = self.time_embed(t.expand(batch) if t.ndim == 0 else t)
+        if self.fps_embed is not None and fps is not None:
+            emb = emb + self.fps_embed(fps.expand(batch) if fps.ndim == 0 else fps)
+        if self.image_embed_proj is not None:
+            emb = emb + self.image_embed_proj(self._image_embed_or_zeros(image_embed, batch))
+        return emb.to(dtype)
+
+    def _image_embed_or_zeros(self, image_embed: Tensor | None, batch: int) -> Tensor:
+        weight = self.image_embed_proj[0].weight
+        if image_embed is None:
+            return weight.new_zeros(batch, self.config.image_embed_dim)
+        return image_embed.to(weight.dtype)
+
+    def _context(self, image_embed: Tensor | None, text_tokens: Tensor | None, text_mask: Tensor | None,
+                 batch: int, dtype: torch.dtype) -> tuple[Tensor | None, Tensor | None]:
+        """Cross-attention tokens `(b, m, context_dim)` and their key mask `(b, m)` (True = attend)."""
+        if not self.has_context:
+            return None, None
+        tokens = [self.null_token.expand(batch, -1, -1)]
+        if self.image_to_tokens is not None:
+            projected = self.image_to_tokens(self._image_embed_or_zeros(image_embed, batch))
+            tokens.append(rearrange(projected, "b (m d) -> b m d", m=self.config.image_tokens))
+        fixed = sum(part.shape[1] for part in tokens)
+        mask = [torch.ones(batch, fixed, dtype=torch.bool, device=self.null_token.device)]
+        if text_tokens is not None:
+            tokens.append(self.text_proj(text_tokens.to(self.null_token.dtype)))
+            if text_mask is None:
+                text_mask = torch.ones(text_tokens.shape[:2], dtype=torch.bool, device=text_tokens.device)
+            mask.append(text_mask.to(device=self.null_token.device, dtype=torch.bool))
+        return torch.cat(tokens, dim=1).to(dtype), torch.cat(mask, dim=1)

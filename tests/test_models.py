@@ -1,0 +1,245 @@
+"""Models on tiny configs: the pseudo-3D identity at init, shapes, conditioning, masking, determinism."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from mav.config import PriorConfig, UNetConfig, preset
+from mav.models import build_component
+from mav.models.prior import DiffusionPrior
+from mav.models.pseudo3d import Pseudo3DAttention, Pseudo3DConv
+from mav.models.unet import SpaceTimeUNet, is_temporal_parameter
+
+TINY = preset("tiny").components
+BATCH, FRAMES, SIZE = 2, 4, 16
+
+
+def build(component: str, seed: int = 0, **changes) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    config = TINY[component]
+    if changes:
+        config = dataclasses.replace(config, **changes)
+    return build_component(component, config).eval()
+
+
+@torch.no_grad()
+def perturb(model: torch.nn.Module, select, scale: float = 0.1, seed: int = 1) -> None:
+    """Add noise to every parameter whose name `select` accepts, so nothing stays at a special init value."""
+    generator = torch.Generator().manual_seed(seed)
+    for name, param in model.named_parameters():
+        if select(name):
+            param.add_(torch.randn(param.shape, generator=generator) * scale)
+
+
+def unet_inputs(config: UNetConfig, frames: int = FRAMES, size: int = SIZE, seed: int = 2) -> tuple:
+    """x, t and every conditioning the config supports, with a partly-false text mask."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(BATCH, config.in_channels, frames, size, size, generator=g)
+    t = torch.tensor([3, 700])
+    kwargs = {}
+    if config.cond_channels:
+        kwargs["cond"] = torch.randn(BATCH, config.cond_channels, frames, size, size, generator=g)
+    if config.image_embed_dim:
+        kwargs["image_embed"] = torch.randn(BATCH, config.image_embed_dim, generator=g)
+    if config.text_dim:
+        kwargs["text_tokens"] = torch.randn(BATCH, 6, config.text_dim, generator=g)
+        mask = torch.zeros(BATCH, 6, dtype=torch.bool)
+        mask[0, :4] = True
+        mask[1, :2] = True
+        kwargs["text_mask"] = mask
+    if config.fps_cond:
+        kwargs["fps"] = torch.tensor([4.0, 7.5])
+    return x, t, kwargs
+
+
+def per_frame(model: SpaceTimeUNet, x: torch.Tensor, t: torch.Tensor, kwargs: dict) -> torch.Tensor:
+    """The image model (temporal layers off) applied to each frame on its own, restacked as b c f h w."""
+    frames = []
+    for i in range(x.shape[2]):
+        frame_kwargs = dict(kwargs)
+        if "cond" in kwargs:
+            frame_kwargs["cond"] = kwargs["cond"][:, :, i]
+        frames.append(model(x[:, :, i], t, temporal=False, **frame_kwargs))
+    return torch.stack(frames, dim=2)
+
+
+@torch.no_grad()
+def test_video_equals_image_per_frame_at_init():
+    model = build("interpolator")  # every conditioning: image embed, text + mask, fps, cond channels
+    perturb(model, lambda name: not is_temporal_parameter(name))
+    x, t, kwargs = unet_inputs(model.config)
+    video = model(x, t, **kwargs)
+    images = per_frame(model, x, t, kwargs)
+    assert video.abs().mean() > 0.1  # not trivially zero
+    assert (video - images).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("part", ["temporal.", "temporal_attn."])
+@torch.no_grad()
+def test_trained_temporal_layers_mix_frames(part):
+    model = build("interpolator")
+    perturb(model, lambda name: not is_temporal_parameter(name))
+    perturb(model, lambda name: part in name, scale=0.3, seed=3)
+    x, t, kwargs = unet_inputs(model.config)
+    assert (model(x, t, **kwargs) - per_frame(model, x, t, kwargs)).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("component", ["decoder", "interpolator", "sr_low", "sr_high"])
+@torch.no_grad()
+def test_unet_shapes_for_images_and_videos(component):
+    model = build(component)
+    config = model.config
+    x, t, kwargs = unet_inputs(config, frames=3)
+    assert model(x, t, **kwargs).shape == (BATCH, config.out_channels, 3, SIZE, SIZE)
+    image_kwargs = {**kwargs, "cond": kwargs["cond"][:, :, 0]} if "cond" in kwargs else kwargs
+    assert model(x[:, :, 0], t, **image_kwargs).shape == (BATCH, config.out_channels, SIZE, SIZE)
+    if config.temporal:
+        assert model(x, t, temporal=False, **kwargs).shape == (BATCH, config.out_channels, 3, SIZE, SIZE)
+    else:
+        assert not list(model.temporal_parameters())
+
+
+@torch.no_grad()
+def test_temporal_attention_handles_any_frame_count():
+    model = build("decoder")
+    perturb(model, lambda name: True)
+    for frames in (1, 2, 9):
+        x, t, kwargs = unet_inputs(model.config, frames=frames, size=8)
+        out = model(x, t, **kwargs)
+        assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+@torch.no_grad()
+def test_temporal_false_is_per_frame_even_when_trained():
+    model = build("decoder")
+    perturb(model, lambda name: True)
+    x, t, kwargs = unet_inputs(model.config)
+    assert (model(x, t, temporal=False, **kwargs) - per_frame(model, x, t, kwargs)).abs().max() < 1e-5
+
+
+@torch.no_grad()
+def test_masked_text_tokens_are_ignored_by_the_unet():
+    model = build("decoder")
+    perturb(model, lambda name: True)
+    x, t, kwargs = unet_inputs(model.config)
+    base = model(x, t, **kwargs)
+    changed = dict(kwargs, text_tokens=kwargs["text_tokens"].clone())
+    changed["text_tokens"][0, 5] = torch.randn(model.config.text_dim) * 3  # masked for item 0
+    assert (model(x, t, **changed) - base).abs().max() == 0
+    changed["text_tokens"][0, 0] = torch.randn(model.config.text_dim) * 3  # a real token
+    assert (model(x, t, **changed) - base)[0].abs().max() > 1e-4
+    unmasked = dict(kwargs, text_mask=torch.ones_like(kwargs["text_mask"]))
+    assert (model(x, t, **unmasked) - base).abs().max() > 1e-4
+
+
+@torch.no_grad()
+def test_unet_conditioning_changes_the_output():
+    model = build("interpolator")
+    perturb(model, lambda name: True)
+    x, t, kwargs = unet_inputs(model.config)
+    base = model(x, t, **kwargs)
+    for key in ("image_embed", "fps", "cond"):
+        assert (model(x, t, **dict(kwargs, **{key: kwargs[key] + 1.0})) - base).abs().max() > 1e-4, key
+    all_masked = dict(kwargs, text_mask=torch.zeros_like(kwargs["text_mask"]), image_embed=None)
+    assert torch.isfinite(model(x, t, **all_masked)).all()  # the null token keeps attention defined
+
+
+def test_unet_rejects_inconsistent_inputs():
+    model = build("interpolator")
+    x, t, kwargs = unet_inputs(model.config)
+    with pytest.raises(ValueError, match="cond"):
+        model(x, t, **{k: v for k, v in kwargs.items() if k != "cond"})
+    with pytest.raises(ValueError, match="channels"):
+        model(x[:, :2], t, **kwargs)
+    with pytest.raises(ValueError, match="text"):
+        build("sr_low")(x, t, cond=x, text_tokens=kwargs["text_tokens"])
+
+
+def test_pseudo3d_layers_start_as_identity_over_time():
+    torch.manual_seed(0)
+    conv, attn = Pseudo3DConv(4, 8), Pseudo3DAttention(8, 2)
+    x = torch.randn(2 * 5, 4, 6, 6)  # (b f) c h w
+    assert torch.equal(conv(x, frames=5), conv(x, frames=5, temporal=False))
+    h = torch.randn(2 * 5, 8, 6, 6)
+    assert torch.equal(attn(h, frames=5), attn(h, frames=5, temporal=False))
+
+
+def test_gradients_reach_temporal_layers():
+    model = build("decoder")
+    x, t, kwargs = unet_inputs(model.config)
+    model(x, t, **kwargs).square().mean().backward()
+    grads = {name: p.grad for name, p in model.named_parameters() if is_temporal_parameter(name)}
+    assert any(g is not None and g.abs().sum() > 0 for name, g in grads.items() if ".temporal." in name)
+    assert any(g is not None and g.abs().sum() > 0 for name, g in grads.items() if "temporal_attn.to_out" in name)
+
+
+def prior_inputs(config: PriorConfig, seed: int = 4) -> tuple:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(BATCH, config.embed_dim, generator=g)
+    mask = torch.zeros(BATCH, config.text_tokens, dtype=torch.bool)
+    mask[:, :5] = True
+    kwargs = {"text_tokens": torch.randn(BATCH, config.text_tokens, config.text_dim, generator=g),
+              "text_embed": torch.randn(BATCH, config.embed_dim, generator=g), "text_mask": mask}
+    return x, torch.tensor([0, 999]), kwargs
+
+
+@torch.no_grad()
+def test_prior_shape_and_text_dependence():
+    prior = build("prior")
+    x, t, kwargs = prior_inputs(prior.config)
+    out = prior(x, t, **kwargs)
+    assert out.shape == (BATCH, prior.config.embed_dim)
+    other_tokens = dict(kwargs, text_tokens=kwargs["text_tokens"].roll(1, dims=0))
+    assert (prior(x, t, **other_tokens) - out).abs().max() > 1e-4
+    other_embed = dict(kwargs, text_embed=kwargs["text_embed"].roll(1, dims=0))
+    assert (prior(x, t, **other_embed) - out).abs().max() > 1e-4
+    assert (prior(x, t + 1, **kwargs) - out).abs().max() > 1e-5
+    assert prior(x, t, **dict(kwargs, text_tokens=kwargs["text_tokens"][:, :7],
+                               text_mask=kwargs["text_mask"][:, :7])).shape == out.shape
+
+
+@torch.no_grad()
+def test_prior_ignores_masked_text_tokens():
+    prior = build("prior")
+    x, t, kwargs = prior_inputs(prior.config)
+    out = prior(x, t, **kwargs)
+    changed = dict(kwargs, text_tokens=kwargs["text_tokens"].clone())
+    changed["text_tokens"][:, 9] = torch.randn(prior.config.text_dim) * 3  # masked
+    assert (prior(x, t, **changed) - out).abs().max() == 0
+    changed["text_tokens"][:, 1] = torch.randn(prior.config.text_dim) * 3  # real
+    assert (prior(x, t, **changed) - out).abs().max() > 1e-4
+
+
+@torch.no_grad()
+def test_same_seed_same_model_and_output():
+    a, b, c = build("decoder", seed=7), build("decoder", seed=7), build("decoder", seed=8)
+    x, t, kwargs = unet_inputs(a.config)
+    assert torch.equal(a(x, t, **kwargs), b(x, t, **kwargs))
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert any(not torch.equal(p, q) for p, q in zip(a.state_dict().values(), c.state_dict().values()))
+
+
+@torch.no_grad()
+def test_meta_build_then_assign_load_matches():
+    """hub.load_component builds on the meta device and loads with assign=True: nothing may live in buffers."""
+    source = build("interpolator")
+    with torch.device("meta"):
+        target = build_component("interpolator", source.config)
+    target.load_state_dict(source.state_dict(), strict=True, assign=True)
+    x, t, kwargs = unet_inputs(source.config)
+    assert torch.equal(target.eval()(x, t, **kwargs), source(x, t, **kwargs))
+
+
+def test_build_component_dispatch():
+    assert isinstance(build("prior"), DiffusionPrior)
+    for component in ("decoder", "sr_high"):
+        model = build(component)
+        assert isinstance(model, SpaceTimeUNet) and model.config == TINY[component]
+    assert build("sr_high").config.temporal is False
+    with pytest.raises(ValueError, match="unknown component"):
+        build_component("vae", TINY["decoder"])
+    with pytest.raises(TypeError):
+        build_component("prior", TINY["decoder"])
