@@ -424,6 +424,96 @@ def info(
     console.print(f"defaults: {json.dumps(data.get('defaults', {}))}")
 
 
+@app.command(epilog="Examples:\n\n  mav init m --preset small && mav train recipe --preset small --model m --data shapes\n\n"
+                    "  mav train decoder-video --model m --data videos/ --steps 2000 --batch-size 8 --resume\n\n"
+                    "  torchrun --nproc_per_node=8 -m mav train decoder-image --model m --data shards/")
+def train(
+    stage: Annotated[str, typer.Argument(help="clip | prior | decoder-image | decoder-video | interpolator | "
+                                         "sr-low | sr-high, or recipe (all of them in order).")],
+    model: Annotated[str, typer.Option("--model", "-m", help="The model folder to train (made by `mav init`).")],
+    data: Annotated[str, typer.Option(help="'shapes' (the procedural world), an image–text folder, a video "
+                                      "folder, or a folder of .tar shards.")] = "shapes",
+    data_format: Annotated[Optional[str], typer.Option(help="images | videos | shards (default: detected).")]
+    = None,
+    preset: Annotated[Optional[str], typer.Option(help="recipe: the preset whose steps to run (tiny, small).")]
+    = None,
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 1000,
+    batch_size: Annotated[int, typer.Option(help="Global batch size (over processes and accumulation).")] = 16,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = 1e-4,
+    warmup: Annotated[int, typer.Option(help="Linear warm-up steps.")] = 100,
+    schedule: Annotated[str, typer.Option(help="constant | cosine learning-rate schedule after warm-up.")]
+    = "constant",
+    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation micro-steps per step.")] = 1,
+    grad_clip: Annotated[float, typer.Option(help="Clip the gradient norm (0: off).")] = 1.0,
+    ema_decay: Annotated[float, typer.Option(help="EMA decay of the saved weights.")] = 0.999,
+    checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps (and at the end).")] = 500,
+    log_every: Annotated[int, typer.Option(help="Log a line every N steps.")] = 50,
+    seed: Annotated[int, typer.Option(help="Seed of data order, noise and dropout.")] = 0,
+    spatial_lr_scale: Annotated[float, typer.Option(help="decoder-video: learning rate of D's spatial layers as "
+                                                    "a fraction of --lr (0 freezes them).")] = 0.0,
+    max_skip: Annotated[int, typer.Option(help="Video stages: largest frame skip (fps down to 30/N).")] = 8,
+    run_dir: Annotated[Optional[str], typer.Option(help="Checkpoints and metrics.jsonl (default: "
+                                                   "MODEL.runs/STAGE beside the model).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's checkpoint.")] = False,
+    fsdp: Annotated[bool, typer.Option("--fsdp", help="Shard the model with FSDP2 (under torchrun).")] = False,
+    bf16: Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")] = True,
+    device: DeviceOpt = "auto", quiet: QuietOpt = False,
+) -> None:
+    """Train a stage of the cascade, in the paper's order, on one process or under torchrun."""
+    from mav import hub
+    from mav.pipeline import resolve_device
+    from mav.progress import reporter_for
+    from mav.train.distributed import teardown_distributed
+    from mav.train.loop import TrainConfig
+    from mav.train.stages import StageOptions, completed, default_run_dir, recipe, run_stage, stage_spec
+
+    # 1. check every input before anything loads
+    if stage == "recipe":
+        plan = recipe(preset or "")
+        if run_dir is not None:
+            raise UsageError("--run-dir names one stage's folder; a recipe keeps each stage beside the model")
+    else:
+        if preset is not None:
+            raise UsageError("--preset goes with `mav train recipe`")
+        stage_spec(stage)
+        plan = None
+    if data_format not in (None, "images", "videos", "shards"):
+        raise UsageError(f"--data-format must be images, videos or shards, got {data_format!r}")
+    if data != "shapes" and not Path(data).exists():
+        raise MediaError(f"--data {data}: no such file or folder (use 'shapes' for the procedural world)")
+    _check_min("--max-skip", max_skip, 1)
+    if spatial_lr_scale < 0:
+        raise UsageError(f"--spatial-lr-scale must be ≥ 0, got {spatial_lr_scale:g}")
+    dev = resolve_device(device)
+    folder = hub.check_model_folder(Path(model))
+    options = StageOptions(spatial_lr_scale=spatial_lr_scale, max_skip=max_skip, data_format=data_format)
+    common = dict(lr=lr, warmup_steps=warmup, schedule=schedule, grad_accum=grad_accum, grad_clip=grad_clip,
+                  ema_decay=ema_decay, checkpoint_every=checkpoint_every, log_every=log_every, seed=seed, bf16=bf16,
+                  fsdp=fsdp)
+    reporter = reporter_for(quiet)
+    device_name = None if device == "auto" else str(dev)
+    try:
+        if plan is None:
+            cfg = TrainConfig(steps=steps, batch_size=batch_size, **common)
+            run_stage(stage, folder, data, cfg, run_dir=run_dir, resume=resume, options=options,
+                      reporter=reporter, device=device_name)
+            print(folder)
+            return
+        # 2. a recipe: every stage in order; with --resume, finished stages are skipped
+        for item in plan:
+            if resume and completed(folder, item.stage):
+                reporter.message(f"{item.stage}: already trained, skipping")
+                continue
+            reporter.message(f"stage {item.stage}: {item.steps} steps, batch {item.batch_size}")
+            cfg = TrainConfig(steps=item.steps, batch_size=item.batch_size, **dict(common, lr=item.lr))
+            has_checkpoint = (default_run_dir(folder, item.stage) / "checkpoint.pt").exists()
+            run_stage(item.stage, folder, data, cfg, resume=resume and has_checkpoint, options=options,
+                      reporter=reporter, device=device_name)
+        print(folder)
+    finally:
+        teardown_distributed()
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Entry point: one-line errors with the documented exit codes
 

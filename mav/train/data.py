@@ -111,13 +111,13 @@ class FrameSkipSchedule:
 
 def to_image_tensor(image: np.ndarray) -> Tensor:
     """uint8 (h, w, 3) → float (3, h, w) in [-1, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).float() / 127.5 - 1.0
+    x = torch.tensor(image, dtype=torch.float32) / 127.5 - 1.0  # a copy: decoded arrays may be read-only
     return rearrange(x, "h w c -> c h w")
 
 
 def to_video_tensor(frames: np.ndarray) -> Tensor:
     """uint8 (f, h, w, 3) → float (3, f, h, w) in [-1, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).float() / 127.5 - 1.0
+    x = torch.tensor(frames, dtype=torch.float32) / 127.5 - 1.0
     return rearrange(x, "f h w c -> c f h w")
 
 
@@ -263,6 +263,22 @@ class _FileStream(_Stream):
 
     def _load(self, item: Any, rng: np.random.Generator, j: int) -> dict[str, Any]:
         raise NotImplementedError
+
+    def __getitem__(self, j: int) -> dict[str, Any]:
+        """Global sample j (epochs wrap around), for step-indexed training: a broken item is counted, warned
+        about once and replaced by the next usable item, so sample j is the same on every run."""
+        first = self._item_at(j)
+        for offset in range(len(self.items)):
+            index = (first + offset) % len(self.items)
+            if index in self._bad:
+                continue
+            try:
+                return self._load(self.items[index], self._rng(j), j)
+            except MediaError as err:
+                self._bad.add(index)
+                self.skipped += 1
+                warnings.warn(f"skipping {err}", DataWarning, stacklevel=2)
+        raise MediaError(f"no usable {self.what} in {self.root}: all {len(self.items)} failed to load")
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for j in self._positions(None if self.repeat else len(self.items)):

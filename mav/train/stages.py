@@ -1,0 +1,518 @@
+"""The six Make-A-Video training stages, in the paper's order, each a model plus a batch and a loss function.
+
+    clip → prior → decoder-image → decoder-video → interpolator → sr-low, sr-high
+
+Images (with captions) teach CLIP, P, D's spatial layers and SR_h; unlabeled video teaches D's temporal layers,
+↑F and SR^t_l. Text never reaches a video stage: video datasets have no caption field, and the video losses
+condition on the empty prompt (the same "no text" the image stages use for classifier-free dropout).
+
+Every stage trains one component of a model folder, starting from the weights already there, and writes the EMA
+weights back when it finishes, with a line in `<component>/training.json` recording what was done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mav.conditioning import frame_mask_cond, resize_frames, sr_cond, to_prior_space
+from mav.config import config_to_dict
+from mav.errors import ModelError, UsageError
+
+HISTORY_FILE = "training.json"
+CFG_DROPOUT = 0.1  # chance a sample's conditioning is dropped, so classifier-free guidance has an unconditional model
+SR_NOISE_AUG = 0.2  # SR stages: the low-resolution input gets Gaussian noise of a random std in [0, this)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """What a stage trains, on what data, and which earlier stages it builds on."""
+
+    name: str
+    component: str
+    data: str  # "images" | "videos"
+    after: tuple[tuple[str, str], ...] = ()  # (component, stage) pairs that must be in the folder's history
+    uses_clip: bool = True
+
+
+STAGES: dict[str, StageSpec] = {s.name: s for s in (
+    StageSpec("clip", "clip", "images", uses_clip=False),
+    StageSpec("prior", "prior", "images", after=(("clip", "clip"),)),
+    StageSpec("decoder-image", "decoder", "images", after=(("clip", "clip"),)),
+    StageSpec("decoder-video", "decoder", "videos", after=(("decoder", "decoder-image"),)),
+    StageSpec("interpolator", "interpolator", "videos", after=(("decoder", "decoder-video"),)),
+    StageSpec("sr-low", "sr_low", "videos", uses_clip=False),
+    StageSpec("sr-high", "sr_high", "images", uses_clip=False),
+)}
+ORDER = tuple(STAGES)
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    """Per-stage knobs beyond the generic TrainConfig."""
+
+    spatial_lr_scale: float = 0.0  # decoder-video: 0 freezes D's spatial layers, >0 trains them at this × lr
+    max_skip: int = 8  # video stages: the largest frame skip the schedule draws (fps down to 30/max_skip)
+    data_format: str | None = None  # images | videos | shards (default: detected)
+
+
+@dataclass
+class StageRun:
+    """A stage ready for the Trainer: the module to train and its two functions."""
+
+    spec: StageSpec
+    model: nn.Module
+    batch_fn: Callable[[int, range], dict]
+    loss_fn: Callable[[nn.Module, dict, int], Tensor]
+    param_groups: list | None
+    fingerprint: dict
+    frozen: dict[str, nn.Module] = field(default_factory=dict)  # helpers moved to the trainer's device
+
+    def to(self, device: torch.device) -> None:
+        for module in self.frozen.values():
+            module.to(device)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checks: the stage exists, the folder has what it needs
+
+
+def stage_spec(name: str) -> StageSpec:
+    if name not in STAGES:
+        raise UsageError(f"unknown stage {name!r}; stages, in order: {', '.join(ORDER)} (or recipe)")
+    return STAGES[name]
+
+
+def history(folder: Path, component: str) -> list[dict]:
+    path = folder / component / HISTORY_FILE
+    if not path.is_file():
+        return []
+    try:
+        return json.loads(path.read_text()).get("stages", [])
+    except (OSError, ValueError):
+        return []
+
+
+def check_ready(spec: StageSpec, folder: Path) -> None:
+    """The model folder has the component this stage trains and the stages it builds on (exit 3 with a hint)."""
+    from mav import hub
+
+    index = hub.load_index(folder)
+    if spec.component not in index.components:
+        raise ModelError(f"{folder} has no {spec.component} component for stage {spec.name}; "
+                         f"start from `mav init {folder} --preset NAME`")
+    if spec.uses_clip and "clip" not in index.components:
+        raise ModelError(f"stage {spec.name} needs the model's CLIP, which {folder} does not have")
+    for component, stage in spec.after:
+        if component == "clip" and _clip_is_pretrained(folder):
+            continue
+        if not any(h.get("stage") == stage for h in history(folder, component)):
+            raise ModelError(f"stage {spec.name} builds on {stage}, which has not been run on {folder}; "
+                             f"run `mav train {stage} --model {folder} ...` first")
+
+
+def _clip_is_pretrained(folder: Path) -> bool:
+    from mav import hub
+
+    return not hub.load_config(folder, "clip").has_weights_file
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Randomness: every draw of sample j comes from a generator seeded with (seed, j)
+
+
+def sample_generators(seed: int, index: Tensor) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed((seed * 1_000_003 + int(j)) % 2**63) for j in index.tolist()]
+
+
+def draw_timesteps(gens: list[torch.Generator], timesteps: int) -> Tensor:
+    return torch.stack([torch.randint(timesteps, (), generator=g) for g in gens])
+
+
+def draw_noise(shape: tuple[int, ...], gens: list[torch.Generator]) -> Tensor:
+    return torch.stack([torch.randn(shape, generator=g) for g in gens])
+
+
+def draw_uniform(gens: list[torch.Generator]) -> Tensor:
+    return torch.stack([torch.rand((), generator=g) for g in gens])
+
+
+def collate(samples: list[dict]) -> dict:
+    out: dict[str, Any] = {}
+    for key in samples[0]:
+        values = [s[key] for s in samples]
+        if isinstance(values[0], Tensor):
+            out[key] = torch.stack(values)
+        elif isinstance(values[0], (int, float)):
+            out[key] = torch.tensor(values, dtype=torch.float32)
+        else:
+            out[key] = values
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Building a stage
+
+
+def build_stage(name: str, folder: Path, data: str, *, seed: int, steps: int, batch_size: int,
+                options: StageOptions = StageOptions()) -> StageRun:
+    """Load what the stage trains from `folder`, open its data, and return the model, batch and loss functions."""
+    from mav import hub
+    from mav.diffusion.schedule import NoiseSchedule
+
+    spec = stage_spec(name)
+    check_ready(spec, folder)
+    model = _trainable(spec, folder)
+    config = model.config
+    clip = model if spec.name == "clip" else hub.load_component(folder, "clip") if spec.uses_clip else None
+    dataset = _dataset(spec, config, clip, data, seed=seed, total_samples=steps * batch_size, options=options)
+
+    def batch_fn(step: int, samples: range) -> dict:
+        batch = collate([dataset[j] for j in samples])
+        batch["index"] = torch.tensor(list(samples))
+        return batch
+
+    fingerprint = {"stage": name, "component": spec.component, "config": config_to_dict(config),
+                   "data": str(data), "seed": seed, "options": options.__dict__}
+    if spec.name == "clip":
+        return StageRun(spec, model, batch_fn, _clip_loss(clip_tokenizer=model), None, fingerprint)
+    schedule = NoiseSchedule(config.diffusion)
+    frozen = {"clip": clip} if clip is not None else {}
+    loss = LOSSES[spec.name](schedule=schedule, clip=clip, seed=seed, config=config)
+    groups = None
+    if spec.name in ("decoder-image", "decoder-video"):
+        video = [p for n, p in model.named_parameters() if is_video_parameter(n)]
+        image = [p for n, p in model.named_parameters() if not is_video_parameter(n)]
+        if spec.name == "decoder-image":  # images train the image model; the video layers sit out
+            for p in video:
+                p.requires_grad_(False)
+        else:  # video trains the video layers; the image model is frozen or slowed
+            for p in image:
+                p.requires_grad_(options.spatial_lr_scale > 0)
+            if options.spatial_lr_scale > 0:
+                groups = [(image, options.spatial_lr_scale)]
+    return StageRun(spec, model, batch_fn, loss, groups, fingerprint, frozen)
+
+
+def is_video_parameter(name: str) -> bool:
+    """Parameters that only video gives a meaning to: the temporal layers and the fps embedding."""
+    from mav.models.unet import is_temporal_parameter
+
+    return is_temporal_parameter(name) or name.startswith("fps_embed.")
+
+
+def _trainable(spec: StageSpec, folder: Path) -> nn.Module:
+    """The module to train: the folder's weights, except ↑F, which starts from D^t (paper §3.3)."""
+    from mav import hub
+
+    if spec.name == "clip":
+        config = hub.load_config(folder, "clip")
+        if not config.has_weights_file:
+            raise UsageError(f"{folder} uses the pretrained CLIP {config.name}; there is no CLIP to train")
+    module = hub.load_component(folder, spec.component)
+    if spec.name == "interpolator" and not any(h.get("stage") == "interpolator"
+                                               for h in history(folder, "interpolator")):
+        module = interpolator_from_decoder(hub.load_component(folder, "decoder"), module.config)
+    module.train()
+    for p in module.parameters():
+        p.requires_grad_(True)
+    return module
+
+
+def interpolator_from_decoder(decoder: nn.Module, config) -> nn.Module:
+    """↑F = D^t with 4 extra input channels (masked RGB + mask), zero-initialised so it starts as D^t."""
+    from dataclasses import replace
+
+    from mav.models import build_component
+
+    expected = replace(decoder.config, cond_channels=config.cond_channels, num_frames=config.num_frames)
+    if expected != config:
+        raise ModelError("the interpolator's config must equal the decoder's except cond_channels and num_frames "
+                         "to start from D^t")
+    interpolator = build_component("interpolator", config)
+    state = decoder.state_dict()
+    w = state["conv_in.weight"]
+    extra = torch.zeros(w.shape[0], config.cond_channels, *w.shape[2:], dtype=w.dtype)
+    state["conv_in.weight"] = torch.cat([w, extra], dim=1)
+    interpolator.load_state_dict(state, strict=True)
+    return interpolator
+
+
+def _dataset(spec: StageSpec, config, clip, data: str, *, seed: int, total_samples: int, options: StageOptions):
+    from mav.train.data import FrameSkipSchedule, ShapesImages, ShapesVideos, detect_format, open_dataset
+
+    size = clip.image_size if spec.name == "clip" else getattr(config, "sample_size", None)
+    if spec.name == "prior":
+        size = clip.image_size
+    low = getattr(config, "low_res_size", 0) or None
+    if spec.data == "videos":
+        skip = FrameSkipSchedule(max_skip=options.max_skip) if spec.name != "sr-low" else 1
+        frames = config.num_frames
+        if data == "shapes":
+            return ShapesVideos(size, frames, skip, seed, total_samples=total_samples, low_size=low)
+        _check_format(data, "videos", options.data_format, detect_format)
+        return open_dataset(data, "videos", size=size, num_frames=frames, skip=skip, seed=seed,
+                            total_samples=total_samples)
+    if data == "shapes":
+        return ShapesImages(size, seed, low_size=low)
+    _check_format(data, "images", options.data_format, detect_format)
+    return open_dataset(data, "images", size=size, seed=seed)
+
+
+def _check_format(data: str, kind: str, named: str | None, detect) -> None:
+    if not Path(data).exists():
+        raise UsageError(f"--data {data}: no such folder (use 'shapes' for the procedural world)")
+    found = named or detect(data)
+    if found not in (kind, "shards"):
+        raise UsageError(f"--data {data} holds {found}, but this stage trains on {kind}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Losses
+
+
+def _clip_loss(clip_tokenizer) -> Callable:
+    def loss_fn(model: nn.Module, batch: dict, step: int) -> Tensor:
+        ids = clip_tokenizer.tokenize(batch["caption"]).to(batch["image"].device)
+        return model(batch["image"], ids)  # ClipModel.forward: open_clip's contrastive loss
+    return loss_fn
+
+
+@torch.no_grad()
+def _text(clip, captions: list[str], device) -> tuple[Tensor, Tensor, Tensor]:
+    tokens, pooled, mask = clip.encode_text(clip.tokenize(captions).to(device))
+    return tokens.float(), pooled.float(), mask
+
+
+def _drop(text: tuple[Tensor, Tensor, Tensor], empty: tuple[Tensor, Tensor, Tensor], keep: Tensor):
+    """Per-sample classifier-free dropout: where keep is False the sample gets the empty prompt."""
+    return tuple(torch.where(keep.view(-1, *[1] * (a.dim() - 1)), a, b) for a, b in zip(text, empty))
+
+
+def _denoise_loss(model, schedule, x0: Tensor, gens, **kwargs) -> Tensor:
+    """ε-, v- or x0-prediction MSE at timesteps and noise drawn from each sample's generator."""
+    t = draw_timesteps(gens, schedule.num_timesteps).to(x0.device)
+    noise = draw_noise(tuple(x0.shape[1:]), gens).to(x0.device)
+    out = model(schedule.q_sample(x0, t, noise), t, **kwargs)
+    return schedule.training_loss(out.float(), x0, noise, t)
+
+
+def _prior_loss(*, schedule, clip, seed, config):
+    def loss_fn(model, batch, step):
+        gens = sample_generators(seed, batch["index"])
+        device = batch["image"].device
+        with torch.no_grad():
+            embed = torch.nn.functional.normalize(clip.encode_image(batch["image"]).float(), dim=-1)
+        keep = (draw_uniform(gens) >= CFG_DROPOUT).to(device)
+        tokens, pooled, mask = _drop(_text(clip, batch["caption"], device),
+                                     _text(clip, [""] * len(gens), device), keep)
+        return _denoise_loss(model, schedule, to_prior_space(embed), gens, text_tokens=tokens, text_embed=pooled,
+                             text_mask=mask)
+    return loss_fn
+
+
+def _unet_conditioning(config, embed: Tensor, text, fps: Tensor | None, keep: Tensor) -> dict:
+    kwargs: dict = {}
+    if config.image_embed_dim:
+        kwargs["image_embed"] = embed * keep.view(-1, 1)
+    if config.text_dim:
+        kwargs["text_tokens"], kwargs["text_mask"] = text[0], text[2]
+    if config.fps_cond and fps is not None:
+        kwargs["fps"] = fps
+    return kwargs
+
+
+def _decoder_image_loss(*, schedule, clip, seed, config):
+    def loss_fn(model, batch, step):
+        gens = sample_generators(seed, batch["index"])
+        images, device = batch["image"], batch["image"].device
+        with torch.no_grad():
+            embed = torch.nn.functional.normalize(clip.encode_image(images).float(), dim=-1)
+        keep = (draw_uniform(gens) >= CFG_DROPOUT).to(device)
+        text = _drop(_text(clip, batch["caption"], device), _text(clip, [""] * len(gens), device), keep)
+        kwargs = _unet_conditioning(config, embed, text, None, keep)
+        return _denoise_loss(model, schedule, images, gens, temporal=False, **kwargs)
+    return loss_fn
+
+
+def _video_embed(clip, video: Tensor) -> Tensor:
+    """C_y of a clip: the CLIP image embedding of its middle frame (what P predicts for a prompt)."""
+    with torch.no_grad():
+        return torch.nn.functional.normalize(clip.encode_image(video[:, :, video.shape[2] // 2]).float(), dim=-1)
+
+
+def _no_text(clip, batch: dict, device) -> tuple[Tensor, Tensor, Tensor]:
+    """Video stages see only the empty prompt: their batches carry no text to give."""
+    assert not {"caption", "text", "txt"} & set(batch), "a video batch must not carry text"
+    return _text(clip, [""] * batch["video"].shape[0], device)
+
+
+def _decoder_video_loss(*, schedule, clip, seed, config):
+    def loss_fn(model, batch, step):
+        gens = sample_generators(seed, batch["index"])
+        video, device = batch["video"], batch["video"].device
+        keep = (draw_uniform(gens) >= CFG_DROPOUT).to(device)
+        kwargs = _unet_conditioning(config, _video_embed(clip, video), _no_text(clip, batch, device),
+                                    batch["fps"], keep)
+        return _denoise_loss(model, schedule, video, gens, **kwargs)
+    return loss_fn
+
+
+def random_known_frames(gens: list[torch.Generator], frames: int) -> Tensor:
+    """Per sample, which frames ↑F is shown (b, f) bool: interpolation with a random skip, extrapolation (the
+    first frames), or animation (frame 0 only), so one model serves every masked mode."""
+    rows = []
+    for g in gens:
+        mode = int(torch.randint(3, (), generator=g))
+        known = torch.zeros(frames, dtype=torch.bool)
+        if mode == 0:  # interpolation: every k-th frame, k from 2 to frames − 1
+            k = int(torch.randint(2, max(3, frames), (), generator=g))
+            known[::k] = True
+            known[-1] = known[-1] or (frames - 1) % k == 0
+        elif mode == 1:  # extrapolation: keep the first 1 … frames/2
+            known[: int(torch.randint(1, max(2, frames // 2 + 1), (), generator=g))] = True
+        else:  # animation
+            known[0] = True
+        rows.append(known)
+    return torch.stack(rows)
+
+
+def _interpolator_loss(*, schedule, clip, seed, config):
+    def loss_fn(model, batch, step):
+        gens = sample_generators(seed, batch["index"])
+        video, device = batch["video"], batch["video"].device
+        known = random_known_frames(gens, video.shape[2]).to(device)
+        keep = (draw_uniform(gens) >= CFG_DROPOUT).to(device)
+        kwargs = _unet_conditioning(config, _video_embed(clip, video), _no_text(clip, batch, device),
+                                    batch["fps"], keep)
+        return _denoise_loss(model, schedule, video, gens, cond=frame_mask_cond(video, known), **kwargs)
+    return loss_fn
+
+
+def _sr_low_input(batch: dict, key: str, config, gens) -> Tensor:
+    """The low-resolution input: the true low-res render when the data has one, else a downsampled copy; with
+    noise augmentation so the model learns to fix, not copy, what the stage before it produces."""
+    x = batch[key]
+    low = batch.get(f"{key}_low")
+    low = low if low is not None else resize_frames(x, config.low_res_size)
+    sigma = (draw_uniform(gens) * SR_NOISE_AUG).to(x.device).view(-1, *[1] * (low.dim() - 1))
+    return low + sigma * draw_noise(tuple(low.shape[1:]), gens).to(x.device)
+
+
+def _sr_low_loss(*, schedule, clip, seed, config):
+    def loss_fn(model, batch, step):
+        gens = sample_generators(seed, batch["index"])
+        cond = sr_cond(_sr_low_input(batch, "video", config, gens), config.sample_size)
+        fps = batch["fps"] if config.fps_cond else None
+        return _denoise_loss(model, schedule, batch["video"], gens, cond=cond,
+                             **({"fps": fps} if fps is not None else {}))
+    return loss_fn
+
+
+def _sr_high_loss(*, schedule, clip, seed, config):
+    def loss_fn(model, batch, step):
+        gens = sample_generators(seed, batch["index"])
+        cond = sr_cond(_sr_low_input(batch, "image", config, gens), config.sample_size)
+        return _denoise_loss(model, schedule, batch["image"], gens, cond=cond)
+    return loss_fn
+
+
+LOSSES = {"prior": _prior_loss, "decoder-image": _decoder_image_loss, "decoder-video": _decoder_video_loss,
+          "interpolator": _interpolator_loss, "sr-low": _sr_low_loss, "sr-high": _sr_high_loss}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Running a stage end to end
+
+
+def run_stage(name: str, folder: str | Path, data: str, cfg, *, run_dir: str | Path | None = None,
+              resume: bool = False, options: StageOptions = StageOptions(), reporter=None,
+              device: str | None = None) -> nn.Module:
+    """Train one stage and write its EMA weights into the model folder (rank 0), recording it in the history.
+
+    Under torchrun every rank calls this; the caller owns the process group (see `mav.train.distributed`), so
+    that all ranks wait here until rank 0 has written the folder the next stage reads.
+    """
+    from mav import hub
+    from mav.train.distributed import barrier, setup_distributed
+    from mav.train.loop import Trainer
+
+    folder = Path(folder)
+    hub.check_model_folder(folder)
+    rank, _, dev = setup_distributed(device)
+    run = build_stage(name, folder, data, seed=cfg.seed, steps=cfg.steps, batch_size=cfg.batch_size,
+                      options=options)
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(folder, name)
+    trainer = Trainer(run.model, cfg, run_dir, run.batch_fn, run.loss_fn, run.fingerprint,
+                      param_groups=run.param_groups, reporter=reporter, device=dev)
+    run.to(trainer.device)
+    start = time.time()
+    ema = trainer.fit(resume=resume)
+    if rank == 0:
+        hub.save_component(folder, run.spec.component, ema)
+        record_history(folder, run.spec.component, {
+            "stage": name, "steps": cfg.steps, "batch_size": cfg.batch_size, "data": str(data),
+            "seed": cfg.seed, "seconds": round(time.time() - start, 1), "run_dir": str(run_dir)})
+    barrier()
+    return ema
+
+
+def completed(folder: Path, stage: str) -> bool:
+    return any(h.get("stage") == stage for h in history(folder, stage_spec(stage).component))
+
+
+def default_run_dir(folder: Path, stage: str) -> Path:
+    """Checkpoints live beside the model folder, not in it, so the folder stays a clean, shareable model."""
+    return folder.absolute().parent / f"{folder.name}.runs" / stage
+
+
+def record_history(folder: Path, component: str, entry: dict) -> None:
+    path = folder / component / HISTORY_FILE
+    stages = history(folder, component) + [entry]
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"stages": stages}, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Recipes: every stage in order, with steps sized for a preset
+
+
+@dataclass(frozen=True)
+class RecipeStep:
+    stage: str
+    steps: int
+    batch_size: int
+    lr: float
+
+
+RECIPES: dict[str, tuple[RecipeStep, ...]] = {
+    "tiny": tuple(RecipeStep(s, 4, 4, 1e-3) for s in ORDER),
+    "small": (
+        RecipeStep("clip", 3000, 64, 5e-4),
+        RecipeStep("prior", 3000, 64, 3e-4),
+        RecipeStep("decoder-image", 6000, 32, 2e-4),
+        RecipeStep("decoder-video", 3000, 8, 1e-4),
+        RecipeStep("interpolator", 3000, 8, 1e-4),
+        RecipeStep("sr-low", 3000, 8, 2e-4),
+        RecipeStep("sr-high", 3000, 16, 2e-4),
+    ),
+}
+
+
+def recipe(name: str) -> tuple[RecipeStep, ...]:
+    if name not in RECIPES:
+        raise UsageError(f"unknown preset {name!r}; recipes: {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
+__all__ = ["STAGES", "ORDER", "StageOptions", "build_stage", "run_stage", "recipe", "RECIPES",
+           "interpolator_from_decoder", "random_known_frames"]
