@@ -505,13 +505,54 @@ def train(
                 reporter.message(f"{item.stage}: already trained, skipping")
                 continue
             reporter.message(f"stage {item.stage}: {item.steps} steps, batch {item.batch_size}")
-            cfg = TrainConfig(steps=item.steps, batch_size=item.batch_size, **dict(common, lr=item.lr))
+            cfg = TrainConfig(steps=item.steps, batch_size=item.batch_size,
+                              **dict(common, lr=item.lr, ema_decay=item.ema_decay))
             has_checkpoint = (default_run_dir(folder, item.stage) / "checkpoint.pt").exists()
             run_stage(item.stage, folder, data, cfg, resume=resume and has_checkpoint, options=options,
                       reporter=reporter, device=device_name)
         print(folder)
     finally:
         teardown_distributed()
+
+
+@app.command("eval", epilog="Examples:\n\n  mav eval --model shapes -n 16 --seed 0\n\n"
+                            "  mav eval --model m -n 4 --steps 10 --until decoder --json > eval.json")
+def eval_(
+    n: Annotated[int, typer.Option("-n", "--num", help="Videos per prompt kind (full, partial), and clips per "
+                                   "↑F, SR and extrapolation section.")] = 16,
+    seed: Annotated[int, typer.Option(help="Seed of the held-out scenes and the sampling noise.")] = 0,
+    until: Annotated[str, typer.Option(help="Last stage of the judged videos, and of the sections run: decoder | "
+                                       "interpolator | sr_low | sr_high.")] = "sr_high",
+    batch_size: Annotated[int, typer.Option(help="Videos sampled together.")] = 8,
+    steps: StepsOpt = None, sampler: SamplerOpt = None, model: ModelOpt = None, revision: RevisionOpt = None,
+    offline: OfflineOpt = False, device: DeviceOpt = "auto", dtype: DtypeOpt = "fp32",
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object with every number.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress; print only the results.")] = False,
+) -> None:
+    """Measure a model on held-out shapes-world scenes: text faithfulness, presence and motion, ↑F, SR,
+    extrapolation and wall time. Stages the model lacks are reported as skipped."""
+    from mav.eval.metrics import MAX_N
+    from mav.pipeline import STAGES, check_seed
+
+    # 1. check every input before the model loads
+    if not 1 <= n <= MAX_N:
+        raise UsageError(f"-n must be in 1…{MAX_N}, got {n}")
+    check_seed(seed)
+    if until not in STAGES:
+        raise UsageError(f"--until must be one of {', '.join(STAGES)}, got {until!r}")
+    _check_min("--batch-size", batch_size, 1)
+    steps_v = _per_stage("--steps", steps, int, 1)
+    # 2. load the model, evaluate, print one table per section (or one JSON object)
+    from mav.eval.metrics import evaluate
+
+    pipe = _pipeline(model, revision, offline, device, dtype, quiet, sampler)
+    report = evaluate(pipe, n, seed, steps_v, until=until, batch_size=batch_size)
+    if json_out:
+        print(json.dumps(report), flush=True)
+        return
+    from mav.eval.report import print_report
+
+    print_report(report)
 
 
 # ---------------------------------------------------------------------------------------------------------------

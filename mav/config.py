@@ -279,7 +279,34 @@ def _small() -> Preset:
     )
 
 
-PRESETS = {"tiny": _tiny, "small": _small}
+def _shapes() -> Preset:
+    """The embedded default: sized to train on a 2-core CPU in about an hour and a half (see README).
+
+    8 base frames at 32², ↑F ×4 → 29 frames at 30 fps, SR^t_l 32 → 64, SR_h 64 → 128.
+    """
+    embed, text_w, ctx = 64, 64, 16
+    base = dict(widths=(32, 64, 96), blocks_per_level=1, attention_levels=(1, 2), heads=4, image_embed_dim=embed,
+                image_tokens=2, text_dim=text_w, fps_cond=True, sample_size=32)
+    return Preset(
+        components={
+            "clip": ClipConfig(model_cfg=tiny_clip_cfg(embed_dim=embed, width=text_w, image_size=32,
+                                                       context_length=ctx)),
+            "prior": PriorConfig(embed_dim=embed, text_dim=text_w, text_tokens=ctx, width=128, layers=3, heads=4),
+            "decoder": UNetConfig(**base, num_frames=8),
+            "interpolator": UNetConfig(**base, cond_channels=4, num_frames=9),
+            "sr_low": UNetConfig(widths=(24, 48), blocks_per_level=1, attention_levels=(), heads=4, cond_channels=3,
+                                 fps_cond=True, sample_size=64, low_res_size=32, num_frames=8),
+            "sr_high": UNetConfig(widths=(16, 32), blocks_per_level=1, attention_levels=(), heads=2,
+                                  cond_channels=3, temporal=False, sample_size=128, low_res_size=64, num_frames=1),
+        },
+        defaults=Defaults(num_frames=8, fps=7.5, interpolation_factor=4,
+                          steps={"prior": 20, "decoder": 25, "interpolator": 10, "sr_low": 8, "sr_high": 6},
+                          guidance={"prior": 2.0, "decoder": 3.0, "interpolator": 1.0, "sr_low": 1.0,
+                                    "sr_high": 1.0}),
+    )
+
+
+PRESETS = {"tiny": _tiny, "small": _small, "shapes": _shapes}
 
 
 def preset(name: str) -> Preset:

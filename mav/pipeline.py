@@ -320,12 +320,14 @@ class Pipeline:
     # ----------------------------------------------------------------------------------------------------------
     # The shared tail: ↑F → SR^t_l → SR_h
 
-    def _steps(self, stage: str, steps: int | dict | None) -> int:
+    def steps_for(self, stage: str, steps: int | dict | None) -> int:
+        """Sampling steps for a stage: an int for all stages, a {stage: n} dict, or None for the model's default."""
         if isinstance(steps, dict):
             return int(steps.get(stage, self.defaults.steps[stage]))
         return int(steps) if steps is not None else int(self.defaults.steps[stage])
 
-    def _guidance(self, stage: str, guidance: float | dict | None) -> float:
+    def guidance_for(self, stage: str, guidance: float | dict | None) -> float:
+        """Guidance scale for a stage: a float sets P and D^t, a {stage: g} dict any stage, None the defaults."""
         if isinstance(guidance, dict):
             return float(guidance.get(stage, self.defaults.guidance[stage]))
         # One number sets the text-following stages; the masked and SR stages keep their own defaults.
@@ -348,16 +350,16 @@ class Pipeline:
                 known[::factor] = True
                 fps = fps * factor
                 video = self.masked_fill(dense, known, fps=fps, embed=embed, text=text, gens=gens,
-                                         steps=self._steps("interpolator", steps),
-                                         guidance=self._guidance("interpolator", guidance))
+                                         steps=self.steps_for("interpolator", steps),
+                                         guidance=self.guidance_for("interpolator", guidance))
         # An SR stage runs only when it makes the video larger (and, with max_size, not past that size).
         if "sr_low" in stages and last >= 2 and "sr_low" in self.models:
             if self._grows("sr_low", video, max_size):
-                video = self.super_resolve_low(video, gens, fps=fps, steps=self._steps("sr_low", steps),
+                video = self.super_resolve_low(video, gens, fps=fps, steps=self.steps_for("sr_low", steps),
                                                guidance=1.0)
         if "sr_high" in stages and last >= 3 and "sr_high" in self.models:
             if self._grows("sr_high", video, max_size):
-                video = self.super_resolve_high(video, gens, steps=self._steps("sr_high", steps))
+                video = self.super_resolve_high(video, gens, steps=self.steps_for("sr_high", steps))
         return video, fps
 
     def _grows(self, stage: str, video: Tensor, max_size: int | None) -> bool:
@@ -427,14 +429,14 @@ class Pipeline:
         text = self.encode_text(prompts)
         negative = self.encode_text([negative_prompt or ""] * len(prompts))
         # 3. prior P: text → CLIP image embedding
-        embed = self.prior(text, negative, gens, steps=self._steps("prior", steps),
-                           guidance=self._guidance("prior", guidance))
+        embed = self.prior(text, negative, gens, steps=self.steps_for("prior", steps),
+                           guidance=self.guidance_for("prior", guidance))
         # 4. D^t: base frames at the base resolution
         video = self.decode(embed, text, negative, gens, num_frames=num_frames, fps=fps,
-                            steps=self._steps("decoder", steps), guidance=self._guidance("decoder", guidance))
-        # 5. ↑F, SR^t_l, SR_h
-        video, out_fps = self._tail(video, fps, gens, embed=embed, text=text, factor=factor, until=until,
-                                    steps=steps, guidance=guidance)
+                            steps=self.steps_for("decoder", steps), guidance=self.guidance_for("decoder", guidance))
+        # 5. ↑F (on the empty prompt, as it was trained: the keyframes carry the content), SR^t_l, SR_h
+        video, out_fps = self._tail(video, fps, gens, embed=embed, text=self._text_or_empty(None, len(prompts)),
+                                    factor=factor, until=until, steps=steps, guidance=guidance)
         videos = self._videos(video, out_fps, [{"prompt": p, "seed": s} for p, s in zip(prompts, seeds)])
         return videos[0] if isinstance(prompt, str) else videos
 
@@ -462,7 +464,7 @@ class Pipeline:
             base[:, :, i:i + 1] = resize_frames(image, size)
             known[i] = True
         base = self.masked_fill(base, known, fps=fps, embed=embed, text=text, gens=gens,
-                                steps=self._steps(stage, steps), guidance=self._guidance(stage, guidance),
+                                steps=self.steps_for(stage, steps), guidance=self.guidance_for(stage, guidance),
                                 label=label)
         video, out_fps = self._tail(base, fps, gens, embed=embed, text=text, factor=factor, until=until,
                                     steps=steps, guidance=guidance)
@@ -549,8 +551,8 @@ class Pipeline:
         video[:, :, :n] = resize_frames(original, cfg.sample_size)
         known = torch.arange(n + frames) < n
         video = self.masked_fill(video, known, fps=fps, embed=embed, text=text, gens=gens,
-                                 steps=self._steps("interpolator", steps),
-                                 guidance=self._guidance("interpolator", guidance),
+                                 steps=self.steps_for("interpolator", steps),
+                                 guidance=self.guidance_for("interpolator", guidance),
                                  context=max(1, cfg.num_frames // 2), label="extrapolate ↑F")
         video, _ = self._tail(video, fps, gens, embed=embed, text=text, factor=1, until="sr_high", steps=steps,
                               guidance=guidance, stages=("sr_low", "sr_high"), max_size=original.shape[-1])
@@ -585,10 +587,10 @@ class Pipeline:
         negative = self._text_or_empty(None, n)
         # 3. D^t from the partly noised input
         video = self.decode(embed, text, negative, gens, num_frames=num_frames, fps=base_fps,
-                            steps=self._steps("decoder", steps), guidance=self._guidance("decoder", guidance),
+                            steps=self.steps_for("decoder", steps), guidance=self.guidance_for("decoder", guidance),
                             x_start=start, strength=strength)
         # 4. ↑F, SR^t_l, SR_h
-        video, out_fps = self._tail(video, base_fps, gens, embed=embed, text=text, factor=factor, until=until,
+        video, out_fps = self._tail(video, base_fps, gens, embed=embed, text=negative, factor=factor, until=until,
                                     steps=steps, guidance=guidance)
         return self._videos(video, out_fps, [{"prompt": prompt, "seed": s} for s in seeds])
 

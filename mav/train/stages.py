@@ -492,10 +492,20 @@ class RecipeStep:
     steps: int
     batch_size: int
     lr: float
+    ema_decay: float = 0.999  # shorter stages average over fewer steps, so the EMA is not mostly old weights
 
 
 RECIPES: dict[str, tuple[RecipeStep, ...]] = {
     "tiny": tuple(RecipeStep(s, 4, 4, 1e-3) for s in ORDER),
+    "shapes": (  # the embedded default, sized for about an hour on a 2-core CPU (README has the measured time)
+        RecipeStep("clip", 2000, 64, 1e-3, 0.995),
+        RecipeStep("prior", 3000, 64, 5e-4, 0.998),
+        RecipeStep("decoder-image", 2500, 32, 5e-4, 0.999),
+        RecipeStep("decoder-video", 500, 8, 3e-4, 0.995),
+        RecipeStep("interpolator", 400, 8, 3e-4, 0.995),
+        RecipeStep("sr-low", 300, 4, 5e-4, 0.99),
+        RecipeStep("sr-high", 600, 8, 5e-4, 0.995),
+    ),
     "small": (
         RecipeStep("clip", 3000, 64, 5e-4),
         RecipeStep("prior", 3000, 64, 3e-4),

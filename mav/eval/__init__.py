@@ -1,0 +1,10 @@
+"""Evaluation on the shapes world: a pixel judge (`judge`), the evaluation runs (`metrics`), tables (`report`).
+
+    from mav.eval import evaluate, score_videos
+    report = evaluate(mav.load_pipeline("shapes"), n=16, seed=0)
+"""
+
+from mav.eval.judge import judge_frame, judge_video
+from mav.eval.metrics import evaluate, psnr, score_videos
+
+__all__ = ["evaluate", "score_videos", "psnr", "judge_video", "judge_frame"]

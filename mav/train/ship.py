@@ -1,0 +1,75 @@
+"""Ship a trained model folder: fp16 safetensors, configs, training history, and a summary of the metrics.
+
+    python -m mav.train.ship MODEL_DIR DEST_DIR
+
+Reads each stage's `metrics.jsonl` from MODEL_DIR.runs/STAGE (where `mav train` keeps them) and writes
+DEST_DIR/metrics_summary.json: per stage, steps, batch size, wall time, throughput, and the loss at the start and
+the end of training (means over the first and last few logged steps).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from mav.train.loop import METRICS
+from mav.train.stages import HISTORY_FILE, ORDER, STAGES, default_run_dir, history
+
+WINDOW = 5  # logged steps averaged for the first and last loss
+
+
+def summarize(folder: Path) -> dict:
+    """Per stage, in training order: what the history recorded plus figures from its metrics.jsonl."""
+    out: dict[str, dict] = {}
+    for stage in ORDER:
+        records = [h for h in history(folder, STAGES[stage].component) if h.get("stage") == stage]
+        if not records:
+            continue
+        entry = {k: records[-1].get(k) for k in ("steps", "batch_size", "seconds", "data", "seed")}
+        metrics_file = Path(records[-1].get("run_dir", default_run_dir(folder, stage))) / METRICS
+        if metrics_file.is_file():
+            rows = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+            if rows:
+                first, last = rows[:WINDOW], rows[-WINDOW:]
+                entry["loss_start"] = round(sum(r["loss"] for r in first) / len(first), 5)
+                entry["loss_end"] = round(sum(r["loss"] for r in last) / len(last), 5)
+                entry["samples_per_s"] = round(sum(r["samples_per_s"] for r in rows) / len(rows), 1)
+        out[stage] = entry
+    return out
+
+
+def ship(folder: Path, dest: Path) -> Path:
+    """Copy `folder` to `dest` with fp16 weights (loaded back as float32), its configs and histories."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from mav.hub import load_index
+
+    index = load_index(folder)
+    staging = dest.with_name(f".{dest.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    shutil.copy2(folder / "model_index.json", staging / "model_index.json")
+    for component in index.components:
+        (staging / component).mkdir()
+        for name in ("config.json", HISTORY_FILE):
+            if (folder / component / name).is_file():
+                shutil.copy2(folder / component / name, staging / component / name)
+        weights = folder / component / "model.safetensors"
+        if weights.is_file():
+            tensors = {k: (v.to(torch.float16) if v.is_floating_point() else v).contiguous()
+                       for k, v in load_file(weights).items()}
+            save_file(tensors, staging / component / "model.safetensors")
+    (staging / "metrics_summary.json").write_text(json.dumps(summarize(folder), indent=2) + "\n")
+    if dest.exists():
+        shutil.rmtree(dest)
+    staging.rename(dest)
+    return dest
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m mav.train.ship MODEL_DIR DEST_DIR")
+    print(ship(Path(sys.argv[1]), Path(sys.argv[2])))

@@ -1,0 +1,218 @@
+"""Evaluation: the pixel judge on true renders and on noise, the metric functions, and `mav eval` end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+from mav.cli import run
+from mav.eval.judge import judge_frame, judge_video, label_components
+from mav.eval.metrics import (FULL, PARTIAL, PSNR_CAP, eval_scene, linear_blend, motion, partial_prompt, psnr,
+                              score_videos)
+from mav.train.shapes import PALETTE, SHAPES, SIZES, Scene, parse_prompt, random_scene, render_clip
+
+ATTRS = ("color", "shape", "size", "bg")
+
+
+def true_clips(count: int, size: int, frames: int = 6, moving: bool = True, seed: int = 1):
+    scenes = [random_scene(np.random.default_rng([seed, j]), moving=moving) for j in range(count)]
+    return scenes, [render_clip(s, frames, 1, size)[0] for s in scenes]
+
+
+def noise_clips(count: int, size: int, frames: int = 6):
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, size=(frames, size, size, 3), dtype=np.uint8) for _ in range(count)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The judge
+
+
+@pytest.mark.parametrize("size", [32, 64, 128])
+def test_judge_reads_true_renders(size):
+    scenes, clips = true_clips(60 if size < 128 else 30, size)
+    correct = dict.fromkeys(ATTRS, 0)
+    frames = single = 0
+    for scene, clip in zip(scenes, clips):
+        reading = judge_video(clip)
+        single += int(reading.single.sum())
+        frames += len(reading)
+        for t in range(len(reading)):
+            got = reading.attributes(t)
+            for a in ATTRS:
+                correct[a] += got[a] == getattr(scene, a)
+    for a in ATTRS:
+        assert correct[a] / frames >= 0.98, (a, correct[a] / frames)
+    assert single == frames  # presence: exactly one object in every frame
+
+
+def test_judge_every_attribute_combination_at_64():
+    names = list(PALETTE)
+    for color in names:
+        for bg in names:
+            if color == bg:
+                continue
+            for shape in SHAPES:
+                for size in SIZES:
+                    scene = Scene(color, shape, size, bg, x=0.4, y=0.6)
+                    assert judge_frame(scene.render(64)) == scene.attributes, scene
+
+
+@pytest.mark.parametrize("size", [32, 128])
+def test_judge_finds_nothing_in_noise(size):
+    readings = [judge_video(c) for c in noise_clips(4, size)]
+    found = np.concatenate([r.found for r in readings])
+    assert found.mean() < 0.05
+    assert np.concatenate([r.single for r in readings]).mean() < 0.05
+    assert all(r.attributes(0)["shape"] is None for r in readings if not r.found[0])
+
+
+def test_judge_centroid_and_motion():
+    scene = Scene("red", "square", "small", "blue", x=0.5, y=0.25)
+    reading = judge_video(scene.render(64))
+    assert reading.centroid[0] == pytest.approx([32.0, 16.0], abs=0.51)
+    _, moving = true_clips(20, 32, frames=8, moving=True)
+    _, still = true_clips(20, 32, frames=8, moving=False)
+    m = motion([judge_video(c) for c in moving])
+    s = motion([judge_video(c) for c in still])
+    assert m["moving_fraction"] == 1.0 and m["mean_displacement_frac"] >= 0.015
+    assert s["moving_fraction"] == 0.0 and s["mean_displacement_px"] == 0.0
+    assert s["smoothness"] is None  # only moving videos have a smoothness
+
+
+def test_constant_velocity_is_smooth():
+    scene = Scene("white", "circle", "small", "black", x=0.3, y=0.3, vx=0.02, vy=0.01)  # no bounce in 8 frames
+    m = motion([judge_video(render_clip(scene, 8, 1, 128)[0])])
+    assert m["mean_displacement_px"] == pytest.approx(math.hypot(0.02, 0.01) * 128, rel=0.1)
+    assert m["smoothness"] < 0.2
+
+
+def test_label_components_four_connected_per_frame():
+    mask = np.zeros((2, 8, 8), dtype=bool)
+    mask[0, 1:3, 1:3] = True  # a block
+    mask[0, 3, 3] = True  # touches the block only diagonally: its own component
+    mask[0, 5:8, 0] = mask[0, 7, 0:6] = mask[0, 5:8, 5] = True  # a U, joined only through its bottom
+    mask[1, 1:3, 1:3] = True  # same block in the next frame: a different label
+    labels = label_components(mask)
+    assert (labels[~mask] == -1).all()
+    assert len(np.unique(labels[0][mask[0]])) == 3
+    assert labels[0, 5, 0] == labels[0, 5, 5]
+    assert labels[0, 1, 1] != labels[1, 1, 1]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Metric functions
+
+
+def test_psnr_known_values():
+    a = np.full((2, 4, 4, 3), 100, dtype=np.uint8)
+    assert psnr(a, a) == PSNR_CAP
+    assert psnr(a, a + 5) == pytest.approx(20 * math.log10(255 / 5))  # MSE = 25
+    assert psnr(a, a + 10) == pytest.approx(psnr(a, a + 5) - 20 * math.log10(2))
+    with pytest.raises(ValueError):
+        psnr(a, a[:1])
+
+
+def test_linear_blend():
+    frames = np.stack([np.full((2, 2, 3), v, dtype=np.uint8) for v in (0, 99, 100, 77, 200, 5)])
+    known = np.array([True, False, False, False, True, False])
+    out = linear_blend(frames, known)
+    assert [int(f[0, 0, 0]) for f in out] == [0, 50, 100, 150, 200, 200]
+
+
+def test_score_videos_true_renders_near_perfect():
+    scenes = [eval_scene(3, FULL, i)[0] for i in range(12)]
+    full = [s.describe() for s in scenes]
+    partial = [partial_prompt(*eval_scene(3, PARTIAL, i)) for i in range(12)]
+    partial_scenes = [eval_scene(3, PARTIAL, i)[0] for i in range(12)]
+    for prompts, sc in ((full, scenes), (partial, partial_scenes)):
+        clips = [render_clip(s, 6, 2, 64)[0] for s in sc]
+        report = score_videos(clips, prompts)
+        acc = report["faithfulness"]["accuracy"]
+        assert all(v is None or v >= 0.98 for v in acc.values()), acc
+        assert report["presence"]["single_object"] == 1.0
+        assert report["motion"]["moving_fraction"] == 1.0
+    assert all(v == 1.0 for v in score_videos([render_clip(s, 6, 2, 64)[0] for s in scenes],
+                                              full)["faithfulness"]["accuracy"].values())
+
+
+def test_score_videos_noise_near_zero():
+    prompts = [eval_scene(4, FULL, i)[0].describe() for i in range(6)]
+    report = score_videos(noise_clips(6, 64), prompts)
+    acc = report["faithfulness"]["accuracy"]
+    for a in ("color", "shape", "size", "all"):
+        assert acc[a] < 0.05, (a, acc)
+    assert acc["bg"] < 0.4  # the border majority of noise is a random colour
+    assert report["presence"]["single_object"] < 0.05
+
+
+def test_partial_prompts_name_a_proper_subset():
+    for i in range(40):
+        scene, rng = eval_scene(0, PARTIAL, i)
+        prompt = partial_prompt(scene, rng)
+        named = {k: v for k, v in parse_prompt(prompt).items() if v is not None}
+        assert named["shape"] == scene.shape, prompt
+        assert len(named) < 4, prompt
+        assert all(getattr(scene, k) == v for k, v in named.items()), prompt
+
+
+def test_eval_scenes_are_not_training_scenes():
+    train = {random_scene(np.random.default_rng([0, j])).x for j in range(500)}  # ShapesVideos' rng(seed 0, j)
+    held_out = {eval_scene(s, sec, i)[0].x for s in (0, 1) for sec in (FULL, PARTIAL) for i in range(100)}
+    assert not train & held_out
+    assert eval_scene(0, FULL, 5)[0] == eval_scene(0, FULL, 5)[0]  # deterministic
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# `mav eval`
+
+
+def test_mav_eval_json_end_to_end(tiny_model, capsys):
+    assert run(["eval", "--model", str(tiny_model), "-n", "1", "--steps", "1", "--json", "-q"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for kind in ("full", "partial"):
+        section = report["faithfulness"][kind]
+        assert section["skipped"] is None and section["videos"] == 1 and section["frames"] == 7
+        assert set(section["accuracy"]) == {*ATTRS, "all"}
+    assert report["presence"]["frames"] == 14 and report["motion"]["videos"] == 2
+    assert math.isfinite(report["interpolation"]["psnr"]) and math.isfinite(report["interpolation"]["psnr_linear"])
+    for stage in ("sr_low", "sr_high"):
+        sr = report["super_resolution"][stage]
+        assert sr["skipped"] is None and sr["psnr_bicubic"] > 15 and math.isfinite(sr["psnr"])
+    ext = report["extrapolation"]
+    assert ext["skipped"] is None and ext["known"] == 4 and ext["frames"] == 8
+    assert set(report["timing"]["stages"]) == {"prior", "decoder", "interpolator", "sr_low", "sr_high"}
+    assert report["timing"]["total"] > 0
+
+
+def test_mav_eval_skips_missing_stages(tiny_model, tmp_path, capsys):
+    folder = tmp_path / "partial"
+    shutil.copytree(tiny_model, folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    index["components"] = [c for c in index["components"] if c != "sr_high"]
+    (folder / "model_index.json").write_text(json.dumps(index))
+    shutil.rmtree(folder / "sr_high")
+    assert run(["eval", "--model", str(folder), "-n", "1", "--steps", "1", "--until", "decoder", "--json",
+                "-q"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["faithfulness"]["full"]["skipped"] is None
+    assert report["super_resolution"]["sr_high"]["skipped"] == "the model has no sr_high"
+    assert report["interpolation"]["skipped"] == "past --until decoder"
+    assert report["extrapolation"]["skipped"] == "past --until decoder"
+    # the table names the skipped sections
+    assert run(["eval", "--model", str(folder), "-n", "1", "--steps", "1", "--until", "decoder", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "text faithfulness" in out and "skipped (past --until decoder)" in out
+    assert "the model has no sr_high" in out
+
+
+@pytest.mark.parametrize("args, message", [(["-n", "0"], "-n must be in"), (["--until", "sr"], "--until must be"),
+                                           (["--steps", "0"], "--steps must be"), (["--seed", "-1"], "--seed")])
+def test_mav_eval_bad_input(args, message, tmp_path, capsys):
+    # checked before any model loads: the folder does not even exist
+    assert run(["eval", "--model", str(tmp_path / "absent"), *args]) == 2
+    assert message in capsys.readouterr().err
