@@ -125,11 +125,16 @@ class UNetConfig:
     sample_size: int = 32  # output resolution (square)
     low_res_size: int = 0  # SR models: the resolution of their input video; 0 otherwise
     num_frames: int = 8  # frames per window it was trained on
+    # SR models: diffuse the residual x − (upsampled input) instead of x, so the network models only the detail
+    # that bicubic upsampling misses (much faster to learn than reproducing the whole frame from the input).
+    residual: bool = False
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
 
     def __post_init__(self) -> None:
         if any(i < 0 or i >= len(self.widths) for i in self.attention_levels):
             raise ValueError(f"attention_levels {self.attention_levels} out of range for widths {self.widths}")
+        if self.residual and not self.low_res_size:
+            raise ValueError("residual=True is for SR models (low_res_size > 0)")
 
 
 CONFIG_CLASSES: dict[str, type] = {
@@ -247,9 +252,10 @@ def _tiny() -> Preset:
             "interpolator": UNetConfig(**base, cond_channels=4, image_embed_dim=embed, image_tokens=2,
                                        text_dim=text_w, fps_cond=True, sample_size=16, num_frames=8),
             "sr_low": UNetConfig(**base, cond_channels=3, fps_cond=True, sample_size=32, low_res_size=16,
-                                 num_frames=8),
+                                 residual=True, num_frames=8),
             "sr_high": UNetConfig(widths=(16, 32), blocks_per_level=1, attention_levels=(), heads=2,
-                                  cond_channels=3, temporal=False, sample_size=64, low_res_size=32, num_frames=1),
+                                  cond_channels=3, temporal=False, sample_size=64, low_res_size=32, residual=True,
+                                  num_frames=1),
         },
         defaults=Defaults(num_frames=4, fps=4.0, interpolation_factor=2,
                           steps={"prior": 4, "decoder": 4, "interpolator": 3, "sr_low": 2, "sr_high": 2}),
@@ -271,9 +277,11 @@ def _small() -> Preset:
                                        cond_channels=4, image_embed_dim=embed, image_tokens=4, text_dim=text_w,
                                        fps_cond=True, sample_size=32, num_frames=9),
             "sr_low": UNetConfig(widths=(32, 64, 128), blocks_per_level=1, attention_levels=(2,), heads=4,
-                                 cond_channels=3, fps_cond=True, sample_size=64, low_res_size=32, num_frames=8),
+                                 cond_channels=3, fps_cond=True, sample_size=64, low_res_size=32, residual=True,
+                                 num_frames=8),
             "sr_high": UNetConfig(widths=(32, 64, 96), blocks_per_level=1, attention_levels=(), heads=4,
-                                  cond_channels=3, temporal=False, sample_size=128, low_res_size=64, num_frames=1),
+                                  cond_channels=3, temporal=False, sample_size=128, low_res_size=64, residual=True,
+                                  num_frames=1),
         },
         defaults=Defaults(num_frames=8, fps=7.5, interpolation_factor=4),
     )
@@ -295,9 +303,10 @@ def _shapes() -> Preset:
             "decoder": UNetConfig(**base, num_frames=8),
             "interpolator": UNetConfig(**base, cond_channels=4, num_frames=9),
             "sr_low": UNetConfig(widths=(24, 48), blocks_per_level=1, attention_levels=(), heads=4, cond_channels=3,
-                                 fps_cond=True, sample_size=64, low_res_size=32, num_frames=8),
+                                 fps_cond=True, sample_size=64, low_res_size=32, residual=True, num_frames=8),
             "sr_high": UNetConfig(widths=(16, 32), blocks_per_level=1, attention_levels=(), heads=2,
-                                  cond_channels=3, temporal=False, sample_size=128, low_res_size=64, num_frames=1),
+                                  cond_channels=3, temporal=False, sample_size=128, low_res_size=64, residual=True,
+                                  num_frames=1),
         },
         defaults=Defaults(num_frames=8, fps=7.5, interpolation_factor=4,
                           steps={"prior": 20, "decoder": 25, "interpolator": 10, "sr_low": 8, "sr_high": 6},

@@ -182,8 +182,11 @@ class Pipeline:
 
     def _sample(self, stage: str, x: Tensor, cond: dict, uncond: dict | None, *, steps: int, guidance: float,
                 gens: Sequence[torch.Generator], strength: float = 1.0, x_start: Tensor | None = None,
-                clamp: float | None = 1.0, label: str | None = None) -> Tensor:
-        """Run one stage's sampler from noise `x` (or from `x_start` noised to `strength`)."""
+                clamp: float | None = 1.0, label: str | None = None, offset: Tensor | None = None) -> Tensor:
+        """Run one stage's sampler from noise `x` (or from `x_start` noised to `strength`).
+
+        `offset`: the stage diffuses `result − offset` (residual SR); the clamp applies to the result.
+        """
         from mav.diffusion import samplers
         from mav.diffusion.guidance import classifier_free, x0_denoiser
 
@@ -198,7 +201,14 @@ class Pipeline:
         else:
             def model_fn(x_t: Tensor, t: Tensor) -> Tensor:
                 return network(x_t, t, **cond)
-        denoiser = x0_denoiser(model_fn, schedule, clamp=clamp)
+        denoiser = x0_denoiser(model_fn, schedule, clamp=None if offset is not None else clamp)
+        if offset is not None:
+            offset = offset.float()
+            residual = denoiser
+
+            def denoiser(x_t: Tensor, t: Tensor) -> Tensor:
+                x0 = offset + residual(x_t, t)
+                return (x0.clamp(-clamp, clamp) if clamp is not None else x0) - offset
         timesteps = schedule.timesteps(steps, strength) if strength < 1.0 else schedule.timesteps(steps)
         if x_start is not None:
             t0 = torch.full((x.shape[0],), int(timesteps[0]), dtype=torch.long)
@@ -208,7 +218,7 @@ class Pipeline:
             out = samplers.sample(self.sampler, denoiser, schedule, x.float(), timesteps, generator=list(gens),
                                   callback=callback, eta=self.eta)
         self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
-        return out
+        return out if offset is None else out + offset
 
     def _unet_kwargs(self, stage: str, b: int, *, embed: Tensor | None, text: Text | None, fps: float | None,
                      cond: Tensor | None = None) -> dict:
@@ -292,10 +302,10 @@ class Pipeline:
         parts = []
         for s in range(0, n, cfg.num_frames):
             part = low[:, :, s:s + cfg.num_frames]
-            kwargs = self._unet_kwargs("sr_low", b, embed=None, text=None, fps=fps,
-                                       cond=sr_cond(part, cfg.sample_size))
+            up = sr_cond(part, cfg.sample_size)
+            kwargs = self._unet_kwargs("sr_low", b, embed=None, text=None, fps=fps, cond=up)
             parts.append(self._sample("sr_low", noise[:, :, s:s + cfg.num_frames], kwargs, None, steps=steps,
-                                      guidance=1.0, gens=gens))
+                                      guidance=1.0, gens=gens, offset=up if cfg.residual else None))
         return torch.cat(parts, dim=2)
 
     def super_resolve_high(self, video: Tensor, gens: Sequence[torch.Generator], *, steps: int) -> Tensor:
@@ -310,10 +320,11 @@ class Pipeline:
             f = part.shape[2]
             frames = rearrange(part, "b c f h w -> (b f) c h w")
             x = repeat(noise, "b c h w -> (b f) c h w", f=f)
-            kwargs = self._unet_kwargs("sr_high", b * f, embed=None, text=None, fps=None,
-                                       cond=sr_cond(frames, cfg.sample_size))
+            up = sr_cond(frames, cfg.sample_size)
+            kwargs = self._unet_kwargs("sr_high", b * f, embed=None, text=None, fps=None, cond=up)
             frame_gens = [g for g in gens for _ in range(f)]
-            out = self._sample("sr_high", x, kwargs, None, steps=steps, guidance=1.0, gens=frame_gens)
+            out = self._sample("sr_high", x, kwargs, None, steps=steps, guidance=1.0, gens=frame_gens,
+                               offset=up if cfg.residual else None)
             parts.append(rearrange(out, "(b f) c h w -> b c f h w", b=b))
         return torch.cat(parts, dim=2)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -11,10 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from mav import hub
 from mav.cli import run
 from mav.train import stages
+from mav.train.ship import ship
 from mav.train.stages import ORDER, build_stage, record_history
 
 REPO = Path(__file__).resolve().parents[1]
@@ -161,6 +164,21 @@ def test_recipe_runs_every_stage_in_order_and_the_model_generates(tiny_model, tm
     assert _train("recipe", "--preset", "tiny", "--model", folder, "--resume") == 0
     assert _digest(folder) == before
 
+    # shipping: fp16 weights that load and generate, the configs and histories, a summary of every run
+    assert _train("sr-high", "--model", folder, "--steps", 2, "--batch-size", 2,
+                  "--run-dir", tmp_path / "sr-high-2") == 0
+    shipped = ship(folder, tmp_path / "shipped")
+    for component in hub.load_index(folder).components:
+        trained, small = (hub.load_component(f, component).state_dict() for f in (folder, shipped))
+        for key in trained:
+            assert torch.allclose(small[key], trained[key], atol=2e-3, rtol=2e-3), (component, key)
+    assert load_file(shipped / "decoder" / "model.safetensors")["conv_in.weight"].dtype == torch.float16
+    summary = json.loads((shipped / "metrics_summary.json").read_text())
+    assert list(summary) == list(ORDER)
+    assert [run["steps"] for run in summary["sr-high"]] == [4, 2]
+    assert all("loss_end" in run for runs in summary.values() for run in runs)
+    assert run(["generate", "a red circle", "--model", str(shipped), "-o", str(tmp_path / "s.mp4"), "-q"]) == 0
+
 
 @pytest.mark.parametrize("args, code, needle", [
     (["bogus", "--model", "{m}"], 2, "unknown stage"),
@@ -209,7 +227,9 @@ def test_torchrun_two_processes_match_one(ready_model, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     a, b = (hub.load_component(f, "sr_high").state_dict() for f in (one, two))
     for key in a:
-        assert torch.allclose(a[key], b[key], atol=1e-5), key
+        # 1e-4, not less: Adam divides by √v, so for a weight whose gradient is near zero the rounding of the
+        # all-reduce (a different summation order) is magnified; a wrong data split moves weights by ~lr = 1e-3.
+        assert torch.allclose(a[key], b[key], atol=1e-4), (key, (a[key] - b[key]).abs().max())
     initial = hub.load_component(ready_model, "sr_high").state_dict()
     assert any(not torch.equal(a[k], initial[k]) for k in a)
 

@@ -21,7 +21,7 @@ def print_report(report: dict, console=None) -> None:
     console = console or Console(highlight=False, markup=False)
     console.print(f"model {report['model']} · seed {report['seed']} · n {report['n']} per prompt kind · "
                   f"until {report['until']}")
-    console.print(f"held-out split: {report['held_out']}")
+    console.print(f"held-out split: {report['held_out']}", markup=False)
 
     # text faithfulness, full and partial prompts side by side
     faith = report["faithfulness"]

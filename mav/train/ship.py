@@ -21,22 +21,28 @@ WINDOW = 5  # logged steps averaged for the first and last loss
 
 
 def summarize(folder: Path) -> dict:
-    """Per stage, in training order: what the history recorded plus figures from its metrics.jsonl."""
-    out: dict[str, dict] = {}
+    """Per stage, in training order, one entry per run (a resumed run counts once, at its final step): what the
+    history recorded plus figures from that run's metrics.jsonl."""
+    out: dict[str, list[dict]] = {}
     for stage in ORDER:
         records = [h for h in history(folder, STAGES[stage].component) if h.get("stage") == stage]
-        if not records:
-            continue
-        entry = {k: records[-1].get(k) for k in ("steps", "batch_size", "seconds", "data", "seed")}
-        metrics_file = Path(records[-1].get("run_dir", default_run_dir(folder, stage))) / METRICS
-        if metrics_file.is_file():
-            rows = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
-            if rows:
-                first, last = rows[:WINDOW], rows[-WINDOW:]
-                entry["loss_start"] = round(sum(r["loss"] for r in first) / len(first), 5)
-                entry["loss_end"] = round(sum(r["loss"] for r in last) / len(last), 5)
-                entry["samples_per_s"] = round(sum(r["samples_per_s"] for r in rows) / len(rows), 1)
-        out[stage] = entry
+        runs: dict[str, dict] = {}  # by run folder: a resumed run's later record replaces its earlier one
+        for record in records:
+            run_dir = str(record.get("run_dir", default_run_dir(folder, stage)))
+            entry = {k: record.get(k) for k in ("steps", "batch_size", "seconds", "data", "seed")}
+            seconds = sum(r.get("seconds") or 0 for r in records if str(r.get("run_dir")) == run_dir)
+            entry["seconds"] = round(seconds, 1)
+            metrics_file = Path(run_dir) / METRICS
+            if metrics_file.is_file():
+                rows = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+                if rows:
+                    first, last = rows[:WINDOW], rows[-WINDOW:]
+                    entry["loss_start"] = round(sum(r["loss"] for r in first) / len(first), 5)
+                    entry["loss_end"] = round(sum(r["loss"] for r in last) / len(last), 5)
+                    entry["samples_per_s"] = round(sum(r["samples_per_s"] for r in rows) / len(rows), 1)
+            runs[run_dir] = entry
+        if runs:
+            out[stage] = list(runs.values())
     return out
 
 

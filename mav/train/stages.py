@@ -407,12 +407,18 @@ def _sr_low_input(batch: dict, key: str, config, gens) -> Tensor:
     return low + sigma * draw_noise(tuple(low.shape[1:]), gens).to(x.device)
 
 
+def _sr_target(x: Tensor, cond: Tensor, config) -> Tensor:
+    """What an SR stage diffuses: the high-resolution frames, or with `residual` their difference from the
+    (noise-augmented) upsampled input the network is given."""
+    return x - cond if config.residual else x
+
+
 def _sr_low_loss(*, schedule, clip, seed, config):
     def loss_fn(model, batch, step):
         gens = sample_generators(seed, batch["index"])
         cond = sr_cond(_sr_low_input(batch, "video", config, gens), config.sample_size)
         fps = batch["fps"] if config.fps_cond else None
-        return _denoise_loss(model, schedule, batch["video"], gens, cond=cond,
+        return _denoise_loss(model, schedule, _sr_target(batch["video"], cond, config), gens, cond=cond,
                              **({"fps": fps} if fps is not None else {}))
     return loss_fn
 
@@ -421,7 +427,7 @@ def _sr_high_loss(*, schedule, clip, seed, config):
     def loss_fn(model, batch, step):
         gens = sample_generators(seed, batch["index"])
         cond = sr_cond(_sr_low_input(batch, "image", config, gens), config.sample_size)
-        return _denoise_loss(model, schedule, batch["image"], gens, cond=cond)
+        return _denoise_loss(model, schedule, _sr_target(batch["image"], cond, config), gens, cond=cond)
     return loss_fn
 
 
@@ -501,10 +507,10 @@ RECIPES: dict[str, tuple[RecipeStep, ...]] = {
         RecipeStep("clip", 2000, 64, 1e-3, 0.995),
         RecipeStep("prior", 3000, 64, 5e-4, 0.998),
         RecipeStep("decoder-image", 2500, 32, 5e-4, 0.999),
-        RecipeStep("decoder-video", 500, 8, 3e-4, 0.995),
-        RecipeStep("interpolator", 400, 8, 3e-4, 0.995),
-        RecipeStep("sr-low", 300, 4, 5e-4, 0.99),
-        RecipeStep("sr-high", 600, 8, 5e-4, 0.995),
+        RecipeStep("decoder-video", 1200, 8, 3e-4, 0.995),
+        RecipeStep("interpolator", 800, 8, 3e-4, 0.995),
+        RecipeStep("sr-low", 600, 4, 5e-4, 0.99),
+        RecipeStep("sr-high", 1500, 8, 5e-4, 0.995),
     ),
     "small": (
         RecipeStep("clip", 3000, 64, 5e-4),
