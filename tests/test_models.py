@@ -243,3 +243,33 @@ def test_build_component_dispatch():
         build_component("vae", TINY["decoder"])
     with pytest.raises(TypeError):
         build_component("prior", TINY["decoder"])
+
+
+def test_temporal_conv_equals_conv1d_over_frames():
+    """The (k, 1) Conv2d on a `b c f (h w)` view computes exactly the Conv1d over `(b h w) c f` it stands for."""
+    torch.manual_seed(0)
+    layer = Pseudo3DConv(4, 6)
+    torch.nn.init.normal_(layer.temporal.weight)
+    torch.nn.init.normal_(layer.temporal.bias)
+    b, f, h, w = 2, 5, 3, 4
+    x = torch.randn(b * f, 4, h, w)
+    spatial = layer.spatial(x)
+    reference = layer.temporal(spatial.reshape(b, f, 6, h, w).permute(0, 3, 4, 2, 1).reshape(b * h * w, 6, f))
+    reference = reference.reshape(b, h, w, 6, f).permute(0, 4, 3, 1, 2).reshape(b * f, 6, h, w)
+    assert torch.allclose(layer(x, f), reference, atol=1e-5)
+
+
+@pytest.mark.parametrize("fp32_attention", [True, False])
+def test_bf16_autocast_attention_matches_fp32(monkeypatch, fp32_attention):
+    """Under CPU bf16 autocast, attention runs in fp32 (faster there) or bf16; either stays close to fp32."""
+    from mav.models import layers
+
+    monkeypatch.setattr(layers, "FP32_ATTENTION_ON_CPU", fp32_attention)
+    torch.manual_seed(0)
+    attention = layers.Attention(32, 4)
+    x, bias = torch.randn(3, 7, 32), torch.randn(1, 4, 7, 7)
+    expected = attention(x, attn_mask=bias)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = attention(x, attn_mask=bias)
+    assert got.dtype == torch.bfloat16
+    assert torch.allclose(got.float(), expected, atol=0.05)

@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+FP32_ATTENTION_ON_CPU = True  # see Attention.forward; a switch so benchmarks can time both
+
 
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
     """Sinusoidal features of a scalar per batch item, `(b,) → (b, dim)` in float32.
@@ -78,7 +80,15 @@ class Attention(nn.Module):
             k, v = rearrange(self.to_kv(context), "n m (two h d) -> two n h m d", two=2, h=self.heads)
         else:
             q, k, v = rearrange(self.to_qkv(x), "n l (three h d) -> three n h l d", three=3, h=self.heads)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        if q.device.type == "cpu" and q.dtype == torch.bfloat16 and FP32_ATTENTION_ON_CPU:
+            # On the CPU, SDPA's bf16 kernels are slower than its fp32 ones at these head widths
+            # (benchmarks/layouts.py; BENCHMARKS.md §6): attend in fp32, keep bf16 for the projections around it.
+            mask = attn_mask.float() if attn_mask is not None and attn_mask.is_floating_point() else attn_mask
+            with torch.autocast("cpu", enabled=False):  # CPU autocast would cast SDPA's inputs back to bf16
+                out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask)
+            out = out.to(q.dtype)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         return self.to_out(rearrange(out, "n h l d -> n l (h d)"))
 
 

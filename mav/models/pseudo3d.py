@@ -37,12 +37,14 @@ class Pseudo3DConv(nn.Module):
         x = self.spatial(x)
         if self.temporal is None or not temporal:
             return x
-        # The Conv1d's weights run as a (k, 1, 1) Conv3d on a strided `b c f h w` view: the same arithmetic as
-        # Conv1d over `(b h w) c f`, without copying into that layout and back (several times faster on CPU).
-        x = rearrange(x, "(b f) c h w -> b c f h w", f=frames)
-        weight = rearrange(self.temporal.weight, "o i k -> o i k 1 1")
-        x = F.conv3d(x, weight, self.temporal.bias, padding=(self.temporal.padding[0], 0, 0))
-        return rearrange(x, "b c f h w -> (b f) c h w")
+        height, width = x.shape[-2:]
+        # The Conv1d's weights run as a (k, 1) Conv2d over a `b c f (h w)` view: the same arithmetic as Conv1d
+        # over `(b h w) c f` without copying into that layout and back. On the CPU it measured 1.4–2.7× faster
+        # than that Conv1d, and up to 3× faster than a (k, 1, 1) Conv3d with one thread (benchmarks/layouts.py).
+        x = rearrange(x, "(b f) c h w -> b c f (h w)", f=frames)
+        weight = rearrange(self.temporal.weight, "o i k -> o i k 1")
+        x = F.conv2d(x, weight, self.temporal.bias, padding=(self.temporal.padding[0], 0))
+        return rearrange(x, "b c f (h w) -> (b f) c h w", h=height, w=width)
 
 
 class FramePositionBias(nn.Module):
@@ -110,6 +112,8 @@ class Pseudo3DAttention(nn.Module):
         if self.temporal_attn is None or not temporal:
             return rearrange(tokens, "n (h w) c -> n c h w", h=height, w=width)
         tokens = rearrange(tokens, "(b f) s c -> (b s) f c", f=frames)
-        bias = self.temporal_position(frames).to(tokens.dtype)
+        # A 4-D bias `(1, heads, f, f)`: on the CPU, SDPA with the same bias as 3-D `(heads, f, f)` measured
+        # 1.1–1.5× slower in fp32 (benchmarks/layouts.py).
+        bias = rearrange(self.temporal_position(frames).to(tokens.dtype), "h i j -> 1 h i j")
         tokens = tokens + self.temporal_attn(self.temporal_norm(tokens), attn_mask=bias)
         return rearrange(tokens, "(b h w) f c -> (b f) c h w", h=height, w=width)
