@@ -29,6 +29,9 @@ suite() {
         denoiser_step_matched)
                        run denoiser_step denoiser_step_matched --config large-wide --diffusers-config large \
                            --frames 8 16 32 --dtype fp32 bf16 --repeats 5 --warmup 2 ;;
+        denoiser_step_compile)
+                       run denoiser_step denoiser_step_compile --config shapes --frames 8 16 --dtype fp32 bf16 \
+                           --no-diffusers --compile --repeats 5 --warmup 2 ;;
         utilisation)   run utilisation utilisation --config tiny shapes large --frames 16 --dtype fp32 bf16 \
                            --repeats 5 --warmup 2 ;;
         scaling)       run scaling scaling --config shapes --frames 8 16 32 64 128 --sizes 32 64 128 --dtype fp32 \
@@ -42,7 +45,7 @@ suite() {
     esac
 }
 
-all=(denoiser_step denoiser_step_matched utilisation scaling end_to_end samplers layouts profile_unet)
+all=(denoiser_step denoiser_step_matched denoiser_step_compile utilisation scaling end_to_end samplers layouts profile_unet)
 names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
     names=("${all[@]}")

@@ -49,6 +49,9 @@ OutputOpt = Annotated[Optional[str], typer.Option("--output", "-o", help="Output
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object per result on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress; print only the output paths.")]
+CompileOpt = Annotated[bool, typer.Option(
+    "--compile", help="torch.compile the denoisers: faster steps once compiled (≈1.3× per UNet step on a CPU), "
+                      "but compiling takes minutes, so it pays off only over many videos (batch jobs).")]
 CacheOpt = Annotated[Optional[str], typer.Option(help="Hub cache folder (default: huggingface_hub's).")]
 
 STAGE_NAMES = ("prior", "decoder", "interpolator", "sr_low", "sr_high")
@@ -132,7 +135,7 @@ def _outputs(template: str, count: int, seeds: list[int], slugs: list[str], over
     return paths
 
 
-def _pipeline(model, revision, offline, device, dtype, quiet, sampler=None, cache_dir=None):
+def _pipeline(model, revision, offline, device, dtype, quiet, sampler=None, cache_dir=None, compile_=False):
     from mav.pipeline import Pipeline
     from mav.progress import reporter_for
 
@@ -141,6 +144,8 @@ def _pipeline(model, revision, offline, device, dtype, quiet, sampler=None, cach
                          cache_dir=cache_dir, reporter=reporter)
     if pipe.skipped:
         reporter.message(f"model has no {', '.join(pipe.skipped)}: skipping those stages")
+    if compile_:
+        pipe.compile()
     return pipe.configure(sampler=sampler)
 
 
@@ -204,7 +209,7 @@ def generate(
     output: OutputOpt = None, seed: SeedOpt = None, steps: StepsOpt = None, guidance_scale: GuidanceOpt = None,
     sampler: SamplerOpt = None, model: ModelOpt = None, revision: RevisionOpt = None, offline: OfflineOpt = False,
     device: DeviceOpt = "auto", dtype: DtypeOpt = "fp32", overwrite: OverwriteOpt = False, json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
+    quiet: QuietOpt = False, compile_: CompileOpt = False,
 ) -> None:
     """Text → video through the whole cascade: P → D^t → ↑F → SR^t_l → SR_h."""
     from mav.media import slugify
@@ -221,7 +226,7 @@ def generate(
     template = output or ("{slug}-{seed}.mp4" if len(prompts) == 1 else "{index:03d}-{slug}-{seed}.mp4")
     paths = _outputs(template, len(prompts), seeds, [slugify(p) for p in prompts], overwrite)
     # 2. load the model once, then sample the prompts in batches, saving each video as soon as it is done
-    pipe = _pipeline(model, revision, offline, device, dtype, quiet, sampler)
+    pipe = _pipeline(model, revision, offline, device, dtype, quiet, sampler, compile_=compile_)
     for s in range(0, len(prompts), batch_size):
         start = time.perf_counter()
         videos = pipe.generate(prompts[s:s + batch_size], negative_prompt=negative_prompt, seed=seeds[s],
@@ -241,7 +246,7 @@ def animate_image(
     output: OutputOpt = None, seed: SeedOpt = None, steps: StepsOpt = None, guidance_scale: GuidanceOpt = None,
     sampler: SamplerOpt = None, model: ModelOpt = None, revision: RevisionOpt = None, offline: OfflineOpt = False,
     device: DeviceOpt = "auto", dtype: DtypeOpt = "fp32", overwrite: OverwriteOpt = False, json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
+    quiet: QuietOpt = False, compile_: CompileOpt = False,
 ) -> None:
     """Image → video: keep the image as frame 0 and generate what follows."""
     seed, steps_v, guidance_v = _check_common(seed, fps, num_frames, factor, min_frames=2, prompt=prompt,
@@ -249,7 +254,7 @@ def animate_image(
     picture = _read_input(image)
     (path,) = _outputs(output or f"{Path(image).stem}-animated-{{seed}}.mp4", 1, [seed], [Path(image).stem],
                        overwrite)
-    pipe = _pipeline(model, revision, offline, device, dtype, quiet, sampler)
+    pipe = _pipeline(model, revision, offline, device, dtype, quiet, sampler, compile_=compile_)
     start = time.perf_counter()
     video = pipe.animate_image(picture, prompt, seed=seed, num_frames=num_frames, fps=fps,
                                interpolation_factor=factor, steps=steps_v, guidance=guidance_v)
@@ -270,7 +275,7 @@ def interpolate(
     output: OutputOpt = None, seed: SeedOpt = None, steps: StepsOpt = None, guidance_scale: GuidanceOpt = None,
     sampler: SamplerOpt = None, model: ModelOpt = None, revision: RevisionOpt = None, offline: OfflineOpt = False,
     device: DeviceOpt = "auto", dtype: DtypeOpt = "fp32", overwrite: OverwriteOpt = False, json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
+    quiet: QuietOpt = False, compile_: CompileOpt = False,
 ) -> None:
     """Generate the frames between two images, or raise a video's frame rate by --factor."""
     seed, steps_v, guidance_v = _check_common(seed, fps, num_frames, factor, min_frames=2, prompt=prompt,
@@ -281,7 +286,7 @@ def interpolate(
     b = _read_input(last) if last is not None else None
     (path,) = _outputs(output or f"{Path(first).stem}-interpolated-{{seed}}.mp4", 1, [seed], [Path(first).stem],
                        overwrite)
-    pipe = _pipeline(model, revision, offline, device, dtype, quiet, sampler)
+    pipe = _pipeline(model, revision, offline, device, dtype, quiet, sampler, compile_=compile_)
     start = time.perf_counter()
     video = pipe.interpolate(a, b, factor=factor, prompt=prompt, seed=seed, num_frames=num_frames, fps=fps,
                              steps=steps_v, guidance=guidance_v)
@@ -296,7 +301,7 @@ def extrapolate(
     output: OutputOpt = None, seed: SeedOpt = None, steps: StepsOpt = None, guidance_scale: GuidanceOpt = None,
     sampler: SamplerOpt = None, model: ModelOpt = None, revision: RevisionOpt = None, offline: OfflineOpt = False,
     device: DeviceOpt = "auto", dtype: DtypeOpt = "fp32", overwrite: OverwriteOpt = False, json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
+    quiet: QuietOpt = False, compile_: CompileOpt = False,
 ) -> None:
     """Continue a video for any number of frames."""
     seed, steps_v, guidance_v = _check_common(seed, prompt=prompt, steps=steps, guidance=guidance_scale)
@@ -304,7 +309,7 @@ def extrapolate(
     clip = _read_input(video, allow_image=False)
     (path,) = _outputs(output or f"{Path(video).stem}-extended-{{seed}}.mp4", 1, [seed], [Path(video).stem],
                        overwrite)
-    pipe = _pipeline(model, revision, offline, device, dtype, quiet, sampler)
+    pipe = _pipeline(model, revision, offline, device, dtype, quiet, sampler, compile_=compile_)
     start = time.perf_counter()
     out = pipe.extrapolate(clip, frames, prompt=prompt, seed=seed, steps=steps_v, guidance=guidance_v)
     _emit(out, path, json_out, time.perf_counter() - start, overwrite)
@@ -321,7 +326,7 @@ def variations(
     output: OutputOpt = None, seed: SeedOpt = None, steps: StepsOpt = None, guidance_scale: GuidanceOpt = None,
     sampler: SamplerOpt = None, model: ModelOpt = None, revision: RevisionOpt = None, offline: OfflineOpt = False,
     device: DeviceOpt = "auto", dtype: DtypeOpt = "fp32", overwrite: OverwriteOpt = False, json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
+    quiet: QuietOpt = False, compile_: CompileOpt = False,
 ) -> None:
     """New videos like the input: its CLIP image embedding, and the input partly noised."""
     from mav.pipeline import MAX_SEED
@@ -336,7 +341,7 @@ def variations(
     stem = Path(source).stem
     template = output or (f"{stem}-variation-{{seed}}.mp4" if n == 1 else f"{stem}-variation-{{index}}-{{seed}}.mp4")
     paths = _outputs(template, n, seeds, [stem] * n, overwrite)
-    pipe = _pipeline(model, revision, offline, device, dtype, quiet, sampler)
+    pipe = _pipeline(model, revision, offline, device, dtype, quiet, sampler, compile_=compile_)
     start = time.perf_counter()
     videos = pipe.variations(clip, n, strength=strength, prompt=prompt, seed=seed, num_frames=num_frames,
                              interpolation_factor=factor, steps=steps_v, guidance=guidance_v)
@@ -351,6 +356,7 @@ def upscale(
     output: OutputOpt = None, seed: SeedOpt = None, steps: StepsOpt = None, sampler: SamplerOpt = None,
     model: ModelOpt = None, revision: RevisionOpt = None, offline: OfflineOpt = False, device: DeviceOpt = "auto",
     dtype: DtypeOpt = "fp32", overwrite: OverwriteOpt = False, json_out: JsonOpt = False, quiet: QuietOpt = False,
+    compile_: CompileOpt = False,
 ) -> None:
     """Spatiotemporal (SR^t_l) and spatial (SR_h) super-resolution of any video."""
     seed, steps_v, _ = _check_common(seed, steps=steps)
@@ -361,7 +367,7 @@ def upscale(
     clip = _read_input(video)
     (path,) = _outputs(output or f"{Path(video).stem}-upscaled-{{seed}}.mp4", 1, [seed], [Path(video).stem],
                        overwrite)
-    pipe = _pipeline(model, revision, offline, device, dtype, quiet, sampler)
+    pipe = _pipeline(model, revision, offline, device, dtype, quiet, sampler, compile_=compile_)
     start = time.perf_counter()
     out = pipe.upscale(clip, seed=seed, steps=steps_v, stages=stages)
     _emit(out, path, json_out, time.perf_counter() - start, overwrite)
