@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 import torch
@@ -400,35 +401,26 @@ def evaluate(pipe, n: int = 16, seed: int = 0, steps: int | dict | None = None, 
     else:
         report.update(faithfulness={"full": {"skipped": reason}, "partial": {"skipped": reason}},
                       presence={"skipped": reason}, motion={"skipped": reason})
-    # 3. ↑F on true clips
-    t0 = time.perf_counter()
-    reason = _missing(pipe, until, ("interpolator",), "interpolator")
-    if reason is None:
-        reporter.message(f"eval: ↑F on {n} true clips")
-        report["interpolation"] = _interpolation_section(pipe, clock, n, seed, steps, batch_size)
-        clock.section("interpolation", t0)
-    else:
-        report["interpolation"] = {"skipped": reason}
-    # 4. SR^t_l and SR_h on true low-resolution renders
-    report["super_resolution"] = {}
-    for stage in ("sr_low", "sr_high"):
+    # 3. ↑F on true clips; 4. SR^t_l and SR_h on true low-resolution renders; 5. extrapolation from the first half
+    # of true clips
+    def section(name: str, component: str, what: str, run) -> dict:
+        """Run one section on true clips, timed, or say why it is skipped."""
         t0 = time.perf_counter()
-        reason = _missing(pipe, until, (stage,), stage)
-        if reason is None:
-            reporter.message(f"eval: {stage} on {n} true clips")
-            report["super_resolution"][stage] = _sr_section(pipe, clock, stage, n, seed, steps, batch_size)
-            clock.section(stage, t0)
-        else:
-            report["super_resolution"][stage] = {"skipped": reason}
-    # 5. extrapolation from the first half of true clips
-    t0 = time.perf_counter()
-    reason = _missing(pipe, until, ("interpolator",), "interpolator")
-    if reason is None:
-        reporter.message(f"eval: extrapolation on {n} true clips")
-        report["extrapolation"] = _extrapolation_section(pipe, clock, n, seed, steps, batch_size)
-        clock.section("extrapolation", t0)
-    else:
-        report["extrapolation"] = {"skipped": reason}
+        reason = _missing(pipe, until, (component,), component)
+        if reason is not None:
+            return {"skipped": reason}
+        reporter.message(f"eval: {what} on {n} true clips")
+        result = run()
+        clock.section(name, t0)
+        return result
+
+    common = (n, seed, steps, batch_size)
+    report["interpolation"] = section("interpolation", "interpolator", "↑F",
+                                      partial(_interpolation_section, pipe, clock, *common))
+    report["super_resolution"] = {stage: section(stage, stage, stage, partial(_sr_section, pipe, clock, stage, *common))
+                                  for stage in ("sr_low", "sr_high")}
+    report["extrapolation"] = section("extrapolation", "interpolator", "extrapolation",
+                                      partial(_extrapolation_section, pipe, clock, *common))
     # 6. wall time
     generation = clock.sections.get("generation")
     report["timing"] = {"stages": clock.stages, "sections": clock.sections,
