@@ -503,7 +503,7 @@ class RecipeStep:
 
 RECIPES: dict[str, tuple[RecipeStep, ...]] = {
     "tiny": tuple(RecipeStep(s, 4, 4, 1e-3) for s in ORDER),
-    "shapes": (  # the embedded default, sized for about an hour on a 2-core CPU (README has the measured time)
+    "shapes": (  # the embedded default: about 1.5 h on a 2-core CPU (README and weights/shapes/TRAINING.md)
         RecipeStep("clip", 2000, 64, 1e-3, 0.995),
         RecipeStep("prior", 3000, 64, 5e-4, 0.998),
         RecipeStep("decoder-image", 2500, 32, 5e-4, 0.999),
