@@ -1,7 +1,8 @@
 """`mav`: thin Typer commands, each checking its inputs and calling one Pipeline method.
 
 stdout carries only results (a path per line, or one JSON object per result with --json); progress and messages go
-to stderr. Exit codes (DESIGN §5): 0 ok · 1 unexpected · 2 usage · 3 model · 4 file · 5 out of memory · 130 Ctrl-C.
+to stderr. Exit codes (DESIGN §5): 0 ok · 1 unexpected · 2 usage · 3 model · 4 file · 5 out of memory · 6 a gate
+failed · 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -463,6 +464,13 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's checkpoint.")] = False,
     fsdp: Annotated[bool, typer.Option("--fsdp", help="Shard the model with FSDP2 (under torchrun).")] = False,
     bf16: Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")] = True,
+    min_snr_gamma: Annotated[Optional[float], typer.Option(
+        help="Min-SNR-γ loss weighting (Hang et al. 2023); 0 turns it off (the plain mean over timesteps). "
+             "Default: 5 for decoder-image, decoder-video and interpolator, off for prior and SR.")] = None,
+    gate: Annotated[bool, typer.Option("--gate/--no-gate", help="recipe: after each stage, measure it against its "
+                                       "baseline (`mav eval --stage`) and stop (exit 6) if it misses its bar.")]
+    = True,
+    gate_n: Annotated[int, typer.Option(help="recipe: held-out scenes per gate.")] = 16,
     device: DeviceOpt = "auto", quiet: QuietOpt = False,
 ) -> None:
     """Train a stage of the cascade, in the paper's order, on one process or under torchrun."""
@@ -471,7 +479,9 @@ def train(
     from mav.progress import reporter_for
     from mav.train.distributed import teardown_distributed
     from mav.train.loop import TrainConfig
-    from mav.train.stages import StageOptions, completed, default_run_dir, recipe, run_stage, stage_spec
+    from mav.errors import GateFailed
+    from mav.train.stages import (StageOptions, completed, default_run_dir, gate_stage, recipe, run_stage,
+                                  stage_spec)
 
     # 1. check every input before anything loads
     if stage == "recipe":
@@ -492,7 +502,11 @@ def train(
         raise UsageError(f"--spatial-lr-scale must be ≥ 0, got {spatial_lr_scale:g}")
     dev = resolve_device(device)
     folder = hub.check_model_folder(Path(model))
-    options = StageOptions(spatial_lr_scale=spatial_lr_scale, max_skip=max_skip, data_format=data_format)
+    if min_snr_gamma is not None and min_snr_gamma < 0:
+        raise UsageError(f"--min-snr-gamma must be ≥ 0, got {min_snr_gamma:g}")
+    _check_min("--gate-n", gate_n, 1)
+    options = StageOptions(spatial_lr_scale=spatial_lr_scale, max_skip=max_skip, data_format=data_format,
+                           min_snr_gamma=min_snr_gamma)
     common = dict(lr=lr, warmup_steps=warmup, schedule=schedule, grad_accum=grad_accum, grad_clip=grad_clip,
                   ema_decay=ema_decay, checkpoint_every=checkpoint_every, log_every=log_every, seed=seed, bf16=bf16,
                   fsdp=fsdp)
@@ -505,17 +519,24 @@ def train(
                       reporter=reporter, device=device_name)
             print(folder)
             return
-        # 2. a recipe: every stage in order; with --resume, finished stages are skipped
+        # 2. a recipe: every stage in order, each gated on its baseline before the next trains on it; with
+        #    --resume, finished stages are skipped (and gated again)
         for item in plan:
             if resume and completed(folder, item.stage):
                 reporter.message(f"{item.stage}: already trained, skipping")
-                continue
-            reporter.message(f"stage {item.stage}: {item.steps} steps, batch {item.batch_size}")
-            cfg = TrainConfig(steps=item.steps, batch_size=item.batch_size,
-                              **dict(common, lr=item.lr, ema_decay=item.ema_decay))
-            has_checkpoint = (default_run_dir(folder, item.stage) / "checkpoint.pt").exists()
-            run_stage(item.stage, folder, data, cfg, resume=resume and has_checkpoint, options=options,
-                      reporter=reporter, device=device_name)
+            else:
+                reporter.message(f"stage {item.stage}: {item.steps} steps, batch {item.batch_size}")
+                cfg = TrainConfig(steps=item.steps, batch_size=item.batch_size,
+                                  **dict(common, lr=item.lr, ema_decay=item.ema_decay, warmup_steps=item.warmup,
+                                         schedule=item.schedule))
+                has_checkpoint = (default_run_dir(folder, item.stage) / "checkpoint.pt").exists()
+                run_stage(item.stage, folder, data, cfg, resume=resume and has_checkpoint, options=options,
+                          reporter=reporter, device=device_name)
+            if gate:
+                result = gate_stage(item.stage, folder, n=gate_n, seed=seed, reporter=reporter, device=device_name)
+                reporter.message(result.line())
+                if not result.passed:
+                    raise GateFailed(f"{result.line()}; fix or retrain {item.stage} (or --no-gate to go on)")
         print(folder)
     finally:
         teardown_distributed()
@@ -530,13 +551,18 @@ def eval_(
     until: Annotated[str, typer.Option(help="Last stage of the judged videos, and of the sections run: decoder | "
                                        "interpolator | sr_low | sr_high.")] = "sr_high",
     batch_size: Annotated[int, typer.Option(help="Videos sampled together.")] = 8,
+    stage: Annotated[Optional[str], typer.Option(
+        "--stage", help="Gate one or more stages against their baselines instead of the whole run: clip, prior, "
+                        "decoder-image, decoder, interpolator, sr-low, sr-high (comma-separated), or all. Exit 6 "
+                        "if a gate fails.")] = None,
     steps: StepsOpt = None, sampler: SamplerOpt = None, model: ModelOpt = None, revision: RevisionOpt = None,
     offline: OfflineOpt = False, device: DeviceOpt = "auto", dtype: DtypeOpt = "fp32",
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object with every number.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress; print only the results.")] = False,
 ) -> None:
     """Measure a model on held-out shapes-world scenes: text faithfulness, presence and motion, ↑F, SR,
-    extrapolation and wall time. Stages the model lacks are reported as skipped."""
+    extrapolation and wall time. Stages the model lacks are reported as skipped. With --stage, gate single stages
+    against their trivial baselines (linear blend, bicubic, chance …) in a minute or two each."""
     from mav.eval.metrics import MAX_N
     from mav.pipeline import STAGES, check_seed
 
@@ -548,10 +574,20 @@ def eval_(
         raise UsageError(f"--until must be one of {', '.join(STAGES)}, got {until!r}")
     _check_min("--batch-size", batch_size, 1)
     steps_v = _per_stage("--steps", steps, int, 1)
+    gates = None
+    if stage is not None:
+        from mav.eval.gates import GATES, check_gate
+
+        gates = list(GATES) if stage == "all" else [check_gate(g.strip()) for g in stage.split(",")]
+        if steps_v is not None:
+            raise UsageError("--steps does not go with --stage: gates sample with the model's own steps")
     # 2. load the model, evaluate, print one table per section (or one JSON object)
+    pipe = _pipeline(model, revision, offline, device, dtype, quiet, sampler)
+    if gates is not None:
+        _gates(pipe, gates, n, seed, json_out)
+        return
     from mav.eval.metrics import evaluate
 
-    pipe = _pipeline(model, revision, offline, device, dtype, quiet, sampler)
     report = evaluate(pipe, n, seed, steps_v, until=until, batch_size=batch_size)
     if json_out:
         print(json.dumps(report), flush=True)
@@ -559,6 +595,25 @@ def eval_(
     from mav.eval.report import print_report
 
     print_report(report)
+
+
+def _gates(pipe, gates: list[str], n: int, seed: int, json_out: bool) -> None:
+    """Run gates, print their figures (a table, or one JSON object), and fail with exit 6 naming the first that
+    missed its bar."""
+    from mav.errors import GateFailed
+    from mav.eval.gates import run_gate
+
+    results = [run_gate(pipe, g, n, seed) for g in gates]
+    if json_out:
+        print(json.dumps({"model": str(pipe.folder), "seed": seed, "n": n,
+                          "gates": [r.to_dict() for r in results]}), flush=True)
+    else:
+        from mav.eval.report import print_gates
+
+        print_gates(results)
+    failed = [r for r in results if not r.passed]
+    if failed:
+        raise GateFailed(failed[0].line())
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -54,6 +54,21 @@ def sr_cond(low_res: Tensor, size: int) -> Tensor:
     return x if is_image else rearrange(x, "(b f) c h w -> b c f h w", b=low_res.shape[0])
 
 
+def noise_augment(low_res: Tensor, level: Tensor, noise: Tensor) -> Tensor:
+    """SR noise-conditioning augmentation: low + s·ε with one std s per sample. low_res, noise: b c … ; level: (b,)."""
+    return low_res + level.to(low_res).reshape(-1, *[1] * (low_res.dim() - 1)) * noise
+
+
+def sr_residual(high_res: Tensor, upsampled: Tensor, scale: float) -> Tensor:
+    """What a residual SR stage diffuses: (x − bicubic(low)) / scale, bicubic of the *clean* low-res input."""
+    return (high_res - upsampled) / scale
+
+
+def from_sr_residual(residual: Tensor, upsampled: Tensor, scale: float) -> Tensor:
+    """The inverse of `sr_residual`: x = bicubic(low) + scale · residual."""
+    return upsampled + scale * residual
+
+
 def resize_frames(video: Tensor, size: int) -> Tensor:
     """Resize b c f h w (or b c h w) to a square size: area filter down (no aliasing), bicubic up."""
     is_image = video.dim() == 4

@@ -121,13 +121,24 @@ class UNetConfig:
     image_embed_dim: int = 0  # CLIP image embedding conditioning; 0 = none
     image_tokens: int = 4  # extra context tokens projected from the image embedding
     text_dim: int = 0  # width of CLIP text token states for cross-attention; 0 = none
-    fps_cond: bool = False  # embed fps like the timestep
+    fps_cond: bool = False  # embed fps like the timestep (its last layer starts at zero: no effect at first)
+    # With fps_cond: the fps embedding also scales and shifts the input of every temporal attention (zero-initialised),
+    # so the temporal layers D^t trains on video can read the frame rate without moving the frozen image layers.
+    fps_temporal: bool = False
     sample_size: int = 32  # output resolution (square)
     low_res_size: int = 0  # SR models: the resolution of their input video; 0 otherwise
     num_frames: int = 8  # frames per window it was trained on
     # SR models: diffuse the residual x − (upsampled input) instead of x, so the network models only the detail
     # that bicubic upsampling misses (much faster to learn than reproducing the whole frame from the input).
     residual: bool = False
+    # Residual SR: the residual is diffused divided by this (≈ its std over the training data), so the network
+    # sees a unit-variance target; the true residual of the shapes world has std ≈ 0.06 (32→64) and 0.04 (64→128).
+    residual_scale: float = 1.0
+    # SR noise-conditioning augmentation (Imagen, Saharia et al. 2022, §2.5): training adds Gaussian noise of
+    # std s ~ U[0, max) to the low-resolution input and gives s to the network as a condition; sampling uses the
+    # fixed level `noise_aug`. The residual stays relative to the clean input, so the target never holds the noise.
+    noise_aug_max: float = 0.0
+    noise_aug: float = 0.0
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
 
     def __post_init__(self) -> None:
@@ -135,6 +146,20 @@ class UNetConfig:
             raise ValueError(f"attention_levels {self.attention_levels} out of range for widths {self.widths}")
         if self.residual and not self.low_res_size:
             raise ValueError("residual=True is for SR models (low_res_size > 0)")
+        if not self.residual_scale > 0:
+            raise ValueError(f"residual_scale must be > 0, got {self.residual_scale}")
+        if self.noise_aug_max < 0 or not 0 <= self.noise_aug <= max(self.noise_aug_max, 0.0):
+            raise ValueError(f"noise_aug must lie in [0, noise_aug_max]; got noise_aug={self.noise_aug}, "
+                             f"noise_aug_max={self.noise_aug_max}")
+        if self.noise_aug_max and not self.low_res_size:
+            raise ValueError("noise augmentation is for SR models (low_res_size > 0)")
+        if self.fps_temporal and not (self.fps_cond and self.temporal):
+            raise ValueError("fps_temporal needs fps_cond=True and temporal=True")
+
+    @property
+    def aug_cond(self) -> bool:
+        """Whether the network takes the SR noise-augmentation level as a condition."""
+        return self.noise_aug_max > 0
 
 
 CONFIG_CLASSES: dict[str, type] = {
@@ -230,10 +255,12 @@ class Preset:
     defaults: Defaults
 
 
-def tiny_clip_cfg(embed_dim: int = 32, width: int = 32, image_size: int = 32, context_length: int = 16) -> dict:
+def tiny_clip_cfg(embed_dim: int = 32, width: int = 32, image_size: int = 32, context_length: int = 16,
+                  patch_size: int = 8) -> dict:
     return {
         "embed_dim": embed_dim,
-        "vision_cfg": {"image_size": image_size, "layers": 2, "width": width, "patch_size": 8, "head_width": 16},
+        "vision_cfg": {"image_size": image_size, "layers": 2, "width": width, "patch_size": patch_size,
+                       "head_width": 16},
         "text_cfg": {"context_length": context_length, "vocab_size": 49408, "width": width, "heads": 2,
                      "layers": 2},
     }
@@ -248,14 +275,16 @@ def _tiny() -> Preset:
             "clip": clip,
             "prior": PriorConfig(embed_dim=embed, text_dim=text_w, text_tokens=ctx, width=32, layers=2, heads=2),
             "decoder": UNetConfig(**base, image_embed_dim=embed, image_tokens=2, text_dim=text_w, fps_cond=True,
-                                  sample_size=16, num_frames=4),
+                                  fps_temporal=True, sample_size=16, num_frames=4),
             "interpolator": UNetConfig(**base, cond_channels=4, image_embed_dim=embed, image_tokens=2,
-                                       text_dim=text_w, fps_cond=True, sample_size=16, num_frames=8),
+                                       text_dim=text_w, fps_cond=True, fps_temporal=True, sample_size=16,
+                                       num_frames=8),
             "sr_low": UNetConfig(**base, cond_channels=3, fps_cond=True, sample_size=32, low_res_size=16,
-                                 residual=True, num_frames=8),
+                                 residual=True, residual_scale=0.08, noise_aug_max=0.1, noise_aug=0.02,
+                                 num_frames=8),
             "sr_high": UNetConfig(widths=(16, 32), blocks_per_level=1, attention_levels=(), heads=2,
                                   cond_channels=3, temporal=False, sample_size=64, low_res_size=32, residual=True,
-                                  num_frames=1),
+                                  residual_scale=0.06, noise_aug_max=0.1, noise_aug=0.02, num_frames=1),
         },
         defaults=Defaults(num_frames=4, fps=4.0, interpolation_factor=2,
                           steps={"prior": 4, "decoder": 4, "interpolator": 3, "sr_low": 2, "sr_high": 2}),
@@ -272,16 +301,16 @@ def _small() -> Preset:
             "prior": PriorConfig(embed_dim=embed, text_dim=text_w, text_tokens=ctx, width=192, layers=4, heads=4),
             "decoder": UNetConfig(widths=(64, 128, 192), blocks_per_level=2, attention_levels=(1, 2), heads=4,
                                   image_embed_dim=embed, image_tokens=4, text_dim=text_w, fps_cond=True,
-                                  sample_size=32, num_frames=8),
+                                  fps_temporal=True, sample_size=32, num_frames=8),
             "interpolator": UNetConfig(widths=(64, 128, 192), blocks_per_level=2, attention_levels=(1, 2), heads=4,
                                        cond_channels=4, image_embed_dim=embed, image_tokens=4, text_dim=text_w,
-                                       fps_cond=True, sample_size=32, num_frames=9),
+                                       fps_cond=True, fps_temporal=True, sample_size=32, num_frames=9),
             "sr_low": UNetConfig(widths=(32, 64, 128), blocks_per_level=1, attention_levels=(2,), heads=4,
                                  cond_channels=3, fps_cond=True, sample_size=64, low_res_size=32, residual=True,
-                                 num_frames=8),
+                                 residual_scale=0.08, noise_aug_max=0.1, noise_aug=0.02, num_frames=8),
             "sr_high": UNetConfig(widths=(32, 64, 96), blocks_per_level=1, attention_levels=(), heads=4,
                                   cond_channels=3, temporal=False, sample_size=128, low_res_size=64, residual=True,
-                                  num_frames=1),
+                                  residual_scale=0.06, noise_aug_max=0.1, noise_aug=0.02, num_frames=1),
         },
         defaults=Defaults(num_frames=8, fps=7.5, interpolation_factor=4),
     )
@@ -294,19 +323,21 @@ def _shapes() -> Preset:
     """
     embed, text_w, ctx = 64, 64, 16
     base = dict(widths=(32, 64, 96), blocks_per_level=1, attention_levels=(1, 2), heads=4, image_embed_dim=embed,
-                image_tokens=2, text_dim=text_w, fps_cond=True, sample_size=32)
+                image_tokens=2, text_dim=text_w, fps_cond=True, fps_temporal=True, sample_size=32)
     return Preset(
         components={
+            # patch 4: 8×8 patches of a 32² image, fine enough to tell a circle from a square (patch 8 was not)
             "clip": ClipConfig(model_cfg=tiny_clip_cfg(embed_dim=embed, width=text_w, image_size=32,
-                                                       context_length=ctx)),
+                                                       context_length=ctx, patch_size=4)),
             "prior": PriorConfig(embed_dim=embed, text_dim=text_w, text_tokens=ctx, width=128, layers=3, heads=4),
             "decoder": UNetConfig(**base, num_frames=8),
             "interpolator": UNetConfig(**base, cond_channels=4, num_frames=9),
             "sr_low": UNetConfig(widths=(24, 48), blocks_per_level=1, attention_levels=(), heads=4, cond_channels=3,
-                                 fps_cond=True, sample_size=64, low_res_size=32, residual=True, num_frames=8),
+                                 fps_cond=True, sample_size=64, low_res_size=32, residual=True, residual_scale=0.08,
+                                 noise_aug_max=0.1, noise_aug=0.02, num_frames=8),
             "sr_high": UNetConfig(widths=(16, 32), blocks_per_level=1, attention_levels=(), heads=2,
                                   cond_channels=3, temporal=False, sample_size=128, low_res_size=64, residual=True,
-                                  num_frames=1),
+                                  residual_scale=0.06, noise_aug_max=0.1, noise_aug=0.02, num_frames=1),
         },
         defaults=Defaults(num_frames=8, fps=7.5, interpolation_factor=4,
                           steps={"prior": 20, "decoder": 25, "interpolator": 10, "sr_low": 8, "sr_high": 6},

@@ -1,6 +1,7 @@
 """Errors that reach the user as one line and a documented exit code (DESIGN §5).
 
-0 ok · 1 unexpected · 2 usage / bad value · 3 model · 4 input/output file · 5 out of memory · 130 interrupted.
+0 ok · 1 unexpected · 2 usage / bad value · 3 model · 4 input/output file · 5 out of memory · 6 a stage missed its
+gate (`mav eval --stage`, `mav train recipe`) · 130 interrupted.
 """
 
 from __future__ import annotations
@@ -34,3 +35,9 @@ class OutOfMemory(MavError):
     """The device ran out of memory (exit 5)."""
 
     exit_code = 5
+
+
+class GateFailed(MavError):
+    """A trained stage did not reach its bar against its baseline (exit 6); a recipe stops before building on it."""
+
+    exit_code = 6

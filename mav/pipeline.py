@@ -19,7 +19,8 @@ import torch
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
-from mav.conditioning import NATIVE_FPS, frame_mask_cond, from_prior_space, resize_frames, sr_cond
+from mav.conditioning import (NATIVE_FPS, frame_mask_cond, from_prior_space, from_sr_residual, noise_augment,
+                              resize_frames, sr_cond, sr_residual)
 from mav.config import COMPONENTS, ModelIndex
 from mav.errors import ModelError, UsageError
 from mav.media import Video, center_crop_square
@@ -183,10 +184,12 @@ class Pipeline:
 
     def _sample(self, stage: str, x: Tensor, cond: dict, uncond: dict | None, *, steps: int, guidance: float,
                 gens: Sequence[torch.Generator], strength: float = 1.0, x_start: Tensor | None = None,
-                clamp: float | None = 1.0, label: str | None = None, offset: Tensor | None = None) -> Tensor:
+                clamp: float | None = 1.0, label: str | None = None, offset: Tensor | None = None,
+                scale: float = 1.0) -> Tensor:
         """Run one stage's sampler from noise `x` (or from `x_start` noised to `strength`).
 
-        `offset`: the stage diffuses `result − offset` (residual SR); the clamp applies to the result.
+        `offset`, `scale`: the stage diffuses `(result − offset) / scale` (residual SR); the clamp applies to the
+        result.
         """
         from mav.diffusion import samplers
         from mav.diffusion.guidance import classifier_free, x0_denoiser
@@ -208,8 +211,8 @@ class Pipeline:
             residual = denoiser
 
             def denoiser(x_t: Tensor, t: Tensor) -> Tensor:
-                x0 = offset + residual(x_t, t)
-                return (x0.clamp(-clamp, clamp) if clamp is not None else x0) - offset
+                x0 = from_sr_residual(residual(x_t, t), offset, scale)
+                return sr_residual(x0.clamp(-clamp, clamp) if clamp is not None else x0, offset, scale)
         timesteps = schedule.timesteps(steps, strength) if strength < 1.0 else schedule.timesteps(steps)
         if x_start is not None:
             t0 = torch.full((x.shape[0],), int(timesteps[0]), dtype=torch.long)
@@ -219,7 +222,7 @@ class Pipeline:
             out = samplers.sample(self.sampler, denoiser, schedule, x.float(), timesteps, generator=list(gens),
                                   callback=callback, eta=self.eta)
         self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
-        return out if offset is None else out + offset
+        return out if offset is None else from_sr_residual(out, offset, scale)
 
     def _unet_kwargs(self, stage: str, b: int, *, embed: Tensor | None, text: Text | None, fps: float | None,
                      cond: Tensor | None = None) -> dict:
@@ -293,20 +296,33 @@ class Pipeline:
             known[start:end] = True
         return video
 
-    def super_resolve_low(self, video: Tensor, gens: Sequence[torch.Generator], *, fps: float, steps: int,
-                          guidance: float) -> Tensor:
+    def _sr_inputs(self, stage: str, low: Tensor, aug_noise: Tensor | None, b: int, fps: float | None
+                   ) -> tuple[dict, Tensor]:
+        """An SR stage's network inputs for low-res frames, and the clean bicubic upsampling its residual is
+        relative to. With noise augmentation the network sees the input at the model's fixed level `noise_aug`."""
+        cfg = self.models[stage].config
+        clean = sr_cond(low, cfg.sample_size)
+        if not cfg.aug_cond:
+            return self._unet_kwargs(stage, b, embed=None, text=None, fps=fps, cond=clean), clean
+        level = torch.full((low.shape[0],), cfg.noise_aug, device=self.device)
+        kwargs = self._unet_kwargs(stage, b, embed=None, text=None, fps=fps,
+                                   cond=sr_cond(noise_augment(low, level, aug_noise), cfg.sample_size))
+        return dict(kwargs, aug_level=level), clean
+
+    def super_resolve_low(self, video: Tensor, gens: Sequence[torch.Generator], *, fps: float, steps: int) -> Tensor:
         """SR^t_l: a pseudo-3D super-resolution of the whole clip, in windows of the model's frame count."""
         cfg = self.models["sr_low"].config
         b, n = video.shape[0], video.shape[2]
         low = resize_frames(video, cfg.low_res_size)
         noise = randn((b, 3, n, cfg.sample_size, cfg.sample_size), gens, self.device)
+        aug_noise = randn(tuple(low.shape), gens, self.device) if cfg.aug_cond else None
         parts = []
         for s in range(0, n, cfg.num_frames):
-            part = low[:, :, s:s + cfg.num_frames]
-            up = sr_cond(part, cfg.sample_size)
-            kwargs = self._unet_kwargs("sr_low", b, embed=None, text=None, fps=fps, cond=up)
-            parts.append(self._sample("sr_low", noise[:, :, s:s + cfg.num_frames], kwargs, None, steps=steps,
-                                      guidance=1.0, gens=gens, offset=up if cfg.residual else None))
+            window = slice(s, s + cfg.num_frames)
+            kwargs, up = self._sr_inputs("sr_low", low[:, :, window],
+                                         None if aug_noise is None else aug_noise[:, :, window], b, fps)
+            parts.append(self._sample("sr_low", noise[:, :, window], kwargs, None, steps=steps, guidance=1.0,
+                                      gens=gens, offset=up if cfg.residual else None, scale=cfg.residual_scale))
         return torch.cat(parts, dim=2)
 
     def super_resolve_high(self, video: Tensor, gens: Sequence[torch.Generator], *, steps: int) -> Tensor:
@@ -315,17 +331,18 @@ class Pipeline:
         b, n = video.shape[0], video.shape[2]
         low = resize_frames(video, cfg.low_res_size)
         noise = randn((b, 3, cfg.sample_size, cfg.sample_size), gens, self.device)
+        aug_noise = randn(tuple(low.shape), gens, self.device) if cfg.aug_cond else None
         parts = []
         for s in range(0, n, SR_HIGH_CHUNK):
-            part = low[:, :, s:s + SR_HIGH_CHUNK]
-            f = part.shape[2]
-            frames = rearrange(part, "b c f h w -> (b f) c h w")
+            window = slice(s, s + SR_HIGH_CHUNK)
+            f = low[:, :, window].shape[2]
+            frames = rearrange(low[:, :, window], "b c f h w -> (b f) c h w")
+            frame_noise = None if aug_noise is None else rearrange(aug_noise[:, :, window], "b c f h w -> (b f) c h w")
             x = repeat(noise, "b c h w -> (b f) c h w", f=f)
-            up = sr_cond(frames, cfg.sample_size)
-            kwargs = self._unet_kwargs("sr_high", b * f, embed=None, text=None, fps=None, cond=up)
+            kwargs, up = self._sr_inputs("sr_high", frames, frame_noise, b * f, None)
             frame_gens = [g for g in gens for _ in range(f)]
             out = self._sample("sr_high", x, kwargs, None, steps=steps, guidance=1.0, gens=frame_gens,
-                               offset=up if cfg.residual else None)
+                               offset=up if cfg.residual else None, scale=cfg.residual_scale)
             parts.append(rearrange(out, "(b f) c h w -> b c f h w", b=b))
         return torch.cat(parts, dim=2)
 
@@ -367,8 +384,7 @@ class Pipeline:
         # An SR stage runs only when it makes the video larger (and, with max_size, not past that size).
         if "sr_low" in stages and last >= 2 and "sr_low" in self.models:
             if self._grows("sr_low", video, max_size):
-                video = self.super_resolve_low(video, gens, fps=fps, steps=self.steps_for("sr_low", steps),
-                                               guidance=1.0)
+                video = self.super_resolve_low(video, gens, fps=fps, steps=self.steps_for("sr_low", steps))
         if "sr_high" in stages and last >= 3 and "sr_high" in self.models:
             if self._grows("sr_high", video, max_size):
                 video = self.super_resolve_high(video, gens, steps=self.steps_for("sr_high", steps))

@@ -21,6 +21,7 @@ from mav.train.data import (
     ImageTextFolder,
     ShapesImages,
     ShapesVideos,
+    SkipChoice,
     TarShards,
     VideoFolder,
     detect_format,
@@ -28,7 +29,7 @@ from mav.train.data import (
     subsample,
     to_video_tensor,
 )
-from mav.train.shapes import PALETTE, SHAPES, SIZES, Scene, caption, parse_prompt, random_scene, render_clip
+from mav.train.shapes import PALETTE, SHAPES, SIZES, SPEED_RANGE, Scene, caption, parse_prompt, random_scene, render_clip
 
 SPEC_PALETTE = {
     "red": (220, 40, 40), "green": (40, 170, 70), "blue": (40, 90, 220), "yellow": (235, 205, 40),
@@ -116,8 +117,9 @@ def test_bounces_flip_velocity_at_the_walls_only():
 def test_speed_range_and_directions():
     scenes = [random_scene(seed) for seed in range(400)]
     speeds = np.array([s.speed for s in scenes])
-    assert speeds.min() >= 0.02 and speeds.max() <= 0.08
-    assert speeds.max() - speeds.min() > 0.04  # the whole range is used
+    lo, hi = SPEED_RANGE
+    assert speeds.min() >= lo and speeds.max() <= hi
+    assert speeds.max() - speeds.min() > 0.8 * (hi - lo)  # the whole range is used
     assert {np.sign(s.vx) for s in scenes} == {-1.0, 1.0} and {np.sign(s.vy) for s in scenes} == {-1.0, 1.0}
     assert all(s.speed == 0 for s in (random_scene(seed, moving=False) for seed in range(5)))
 
@@ -457,3 +459,28 @@ def test_open_dataset_shapes():
     videos = open_dataset("shapes", "videos", size=16, num_frames=3, skip=2, seed=4)
     assert isinstance(images, ShapesImages) and isinstance(videos, ShapesVideos)
     assert set(next(iter(videos))) == {"video", "fps"}
+
+
+def test_base_clips_glide():
+    """At D^t's rate (8 frames, skip 4: 7.5 fps) an object steps well under its own size per frame and bounces
+    against a wall or two per clip (the old speeds stepped up to 0.32 of the frame and bounced every few frames)."""
+    steps, bounces = [], []
+    for seed in range(300):
+        scene = random_scene(seed)
+        xs = np.array([[scene.at(4 * i).x, scene.at(4 * i).y] for i in range(8)])
+        steps.append(np.linalg.norm(np.diff(xs, axis=0), axis=1).max() / scene.extent)
+        v = np.array([[scene.at(t).vx, scene.at(t).vy] for t in range(29)])
+        bounces.append(int((np.sign(v[1:]) != np.sign(v[:-1])).any(axis=1).sum()))
+    assert max(steps) < 0.6 and np.mean(steps) < 0.3  # was 1.28 and 0.65
+    assert np.mean(bounces) < 1.5 and max(bounces) <= 3  # wall hits in x or y per clip; was 2.8 and 6
+
+
+def test_skip_choice_draws_only_its_skips():
+    choice = SkipChoice((1, 4), (3.0, 1.0))
+    rng = np.random.default_rng(0)
+    drawn = np.array([choice.sample(rng) for _ in range(4000)])
+    assert set(drawn) == {1, 4} and abs((drawn == 1).mean() - 0.75) < 0.03
+    clip = ShapesVideos(16, 5, choice, seed=0)[0]
+    assert clip["fps"] in (30.0, 7.5)
+    with pytest.raises(UsageError):
+        SkipChoice((0, 2), (1.0, 1.0))

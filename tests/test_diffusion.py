@@ -121,6 +121,39 @@ def test_v_target_formula():
     torch.testing.assert_close(s.target(x0, noise, t), a * noise - sig * x0)
 
 
+@pytest.mark.parametrize("prediction", ["eps", "v", "x0"])
+def test_min_snr_weight_is_min_snr_gamma_on_the_x0_error(prediction):
+    """Each parameterisation's weight turns its loss into min(SNR, γ)·‖x̂0 − x0‖² (Hang et al. 2023, Eq. 7)."""
+    s = schedule(prediction=prediction)
+    g = torch.Generator().manual_seed(0)
+    t = torch.tensor([5, 100, 400, 700, 950, 999])
+    x0, noise = torch.randn(6, 3, 4, generator=g, dtype=torch.float64), torch.randn(6, 3, 4, generator=g,
+                                                                                    dtype=torch.float64)
+    x_t = s.q_sample(x0, t, noise)
+    output = s.target(x0, noise, t) + 0.1 * torch.randn(6, 3, 4, generator=g, dtype=torch.float64)
+    weight = s.min_snr_weight(t, 5.0)
+    per_sample = ((output - s.target(x0, noise, t)) ** 2).mean(dim=(1, 2)) * weight
+    x0_error = ((s.predict_x0(x_t, t, output) - x0) ** 2).mean(dim=(1, 2))
+    torch.testing.assert_close(per_sample, s.snr(t).clamp(max=5.0) * x0_error, rtol=1e-6, atol=1e-12)
+    loss = s.training_loss(output, x0, noise, t, min_snr_gamma=5.0)
+    torch.testing.assert_close(loss, per_sample.mean().float(), rtol=1e-5, atol=1e-8)
+
+
+def test_training_loss_mask_scores_only_the_masked_elements():
+    s = schedule(prediction="v")
+    g = torch.Generator().manual_seed(1)
+    x0, noise = torch.randn(2, 3, 5, 4, 4, generator=g), torch.randn(2, 3, 5, 4, 4, generator=g)
+    t = torch.tensor([10, 600])
+    output = torch.randn(2, 3, 5, 4, 4, generator=g)
+    mask = torch.zeros(2, 1, 5, 1, 1, dtype=torch.bool)
+    mask[:, :, 1:4] = True
+    changed = output.clone()
+    changed[:, :, [0, 4]] += 100.0  # wrong only where the mask is off
+    assert s.training_loss(changed, x0, noise, t, mask=mask) == s.training_loss(output, x0, noise, t, mask=mask)
+    expected = ((output - s.target(x0, noise, t))[:, :, 1:4] ** 2).mean()
+    torch.testing.assert_close(s.training_loss(output, x0, noise, t, mask=mask), expected)
+
+
 def test_uniform_timesteps():
     s = schedule()
     ts = s.timesteps(10)

@@ -216,3 +216,27 @@ def test_mav_eval_bad_input(args, message, tmp_path, capsys):
     # checked before any model loads: the folder does not even exist
     assert run(["eval", "--model", str(tmp_path / "absent"), *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_mav_eval_stage_gates_every_stage_against_its_baseline(tiny_model, capsys):
+    """An untrained model misses every learned bar: `mav eval --stage all` reports each figure beside its baseline
+    and exits 6 naming the first failure."""
+    assert run(["eval", "--model", str(tiny_model), "--stage", "all", "-n", "2", "--json", "-q"]) == 6
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    gates = {g["gate"]: g for g in report["gates"]}
+    assert list(gates) == ["clip", "prior", "decoder-image", "decoder", "interpolator", "sr-low", "sr-high"]
+    assert not gates["clip"]["passed"] and "gate clip FAILED" in captured.err
+    for name in ("sr-low", "sr-high"):
+        sr = gates[name]
+        assert sr["baselines"]["psnr_db"] > 15 and math.isfinite(sr["figures"]["psnr_db"])
+        assert math.isfinite(sr["figures"]["x0_psnr_db"]) and not sr["passed"]
+    assert gates["interpolator"]["baselines"]["psnr_db"] > 15
+    assert gates["decoder-image"]["baselines"]["shape"] == pytest.approx(1 / 3)
+    assert set(gates["decoder"]["figures"]) == {"true_speed_videos", "single_object"}
+    assert gates["decoder"]["baselines"]["true_speed_videos"] == 1.0  # the true clips move like the world
+
+
+def test_mav_eval_stage_bad_input(tmp_path, capsys):
+    assert run(["eval", "--model", str(tmp_path / "absent"), "--stage", "vae"]) == 2
+    assert "--stage must be one of" in capsys.readouterr().err

@@ -84,12 +84,13 @@ def test_overfits_a_fixed_batch_and_logs_jsonl(tmp_path):
     trainer, ema = train(tmp_path, cfg, batch_fn=lambda step, samples: fixed)
 
     lines = [json.loads(line) for line in (tmp_path / METRICS).read_text().splitlines()]
-    assert [r["step"] for r in lines] == [10, 20, 30, 40, 50, 60]
+    assert [r["step"] for r in lines] == [0, 10, 20, 30, 40, 50, 60]  # step 0: the loss before any update
     assert set(lines[0]) == {"step", "loss", "lr", "samples_per_s", "time"}
-    assert lines[-1]["loss"] < 0.2 * lines[0]["loss"]
-    assert lines[0]["lr"] == pytest.approx(1e-2) and all(r["samples_per_s"] > 0 for r in lines)
-
     initial = toy_loss(make_toy(), fixed, 0).item()
+    assert lines[0]["loss"] == pytest.approx(initial, rel=1e-5)
+    assert lines[-1]["loss"] < 0.2 * lines[0]["loss"]
+    assert lines[1]["lr"] == pytest.approx(1e-2) and all(r["samples_per_s"] > 0 for r in lines)
+
     with torch.no_grad():
         assert toy_loss(ema, fixed, 0).item() < 0.2 * initial
     assert not ema.training and not any(p.requires_grad for p in ema.parameters())

@@ -273,3 +273,44 @@ def test_bf16_autocast_attention_matches_fp32(monkeypatch, fp32_attention):
         got = attention(x, attn_mask=bias)
     assert got.dtype == torch.bfloat16
     assert torch.allclose(got.float(), expected, atol=0.05)
+
+
+@torch.no_grad()
+def test_fps_and_augmentation_conditions_start_as_no_ops():
+    """Adding fps (D^t) or the SR noise level to a trained image model must not move its output at first: their
+    embeddings start at zero (a random last layer shifted the frozen spatial layers' time embedding)."""
+    for component, key, values in (("decoder", "fps", ([4.0, 7.5], [30.0, 1.0])),
+                                   ("sr_high", "aug_level", ([0.0, 0.0], [0.08, 0.02]))):
+        model = build(component)
+        perturb(model, lambda n: not n.startswith(("fps_embed", "aug_embed")) and "temporal_fps" not in n)
+        x, t, kwargs = unet_inputs(model.config, frames=1 if component == "sr_high" else FRAMES,
+                                   size=model.config.sample_size if component == "sr_high" else SIZE)
+        if component == "sr_high":
+            x, kwargs = x[:, :, 0], {"cond": kwargs["cond"][:, :, 0]}
+        kwargs.pop(key, None)
+        a = model(x, t, **kwargs, **{key: torch.tensor(values[0])})
+        b = model(x, t, **kwargs, **{key: torch.tensor(values[1])})
+        torch.testing.assert_close(a, b)
+
+
+def test_temporal_layers_can_read_fps():
+    """The fps embedding reaches the temporal attention directly (zero-initialised scale and shift): once
+    trained, changing fps changes the video output while the image model (temporal layers off) ignores it."""
+    model = build("decoder")
+    assert model.config.fps_temporal
+    perturb(model, lambda n: True)
+    x, t, kwargs = unet_inputs(model.config)
+    kwargs.pop("fps")
+    with torch.no_grad():
+        fast = model(x, t, fps=torch.tensor([30.0, 30.0]), **kwargs)
+        slow = model(x, t, fps=torch.tensor([3.75, 3.75]), **kwargs)
+    assert (fast - slow).abs().max() > 1e-3
+    # gradients reach the new parameters from the first step, even though fps_embed's output layer starts at zero
+    fresh = build("decoder")
+    with torch.no_grad():
+        for name, p in fresh.named_parameters():
+            if "temporal_attn.to_out" in name:
+                p.add_(0.1)
+    fresh(x, t, fps=torch.tensor([4.0, 7.5]), **kwargs).square().mean().backward()
+    grads = {n: p.grad for n, p in fresh.named_parameters() if "temporal_fps" in n or n.startswith("fps_embed.mlp.2")}
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads.values())

@@ -153,7 +153,7 @@ def test_residual_sr_adds_its_sample_to_the_upsampled_input(pipe, monkeypatch, s
     gens = [torch.Generator().manual_seed(0)]
     pipe._begin(0, 1)
     if stage == "sr_low":
-        out = pipe.super_resolve_low(low, gens, fps=8.0, steps=3, guidance=1.0)
+        out = pipe.super_resolve_low(low, gens, fps=8.0, steps=3)
     else:
         out = pipe.super_resolve_high(low, gens, steps=3)
     assert torch.allclose(out, sr_cond(low, config.sample_size), atol=1e-4)

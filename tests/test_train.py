@@ -10,8 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from einops import rearrange
 from safetensors.torch import load_file
 
 from mav import hub
@@ -120,9 +122,106 @@ def test_random_masks_cover_every_mode():
     gens = [torch.Generator().manual_seed(i) for i in range(200)]
     known = stages.random_known_frames(gens, 9)
     assert known[:, 0].all()  # frame 0 is always shown
+    assert (~known).any(1).all()  # every layout leaves something to make
     assert (known.sum(1) == 1).any()  # animation
     assert (known[:, 1] & ~known[:, -1]).any()  # extrapolation (first frames kept)
     assert (~known[:, 1] & known[:, -1]).any()  # interpolation reaching the last frame
+
+
+@pytest.mark.parametrize("frames", [6, 8, 9, 10])
+def test_interpolation_layouts_end_on_a_known_frame(frames):
+    """Inference windows always end on a key when one lies ahead, so every interpolation layout ↑F trains on
+    does too (the old `known[-1] = known[-1] or …` left the last frame hidden for k ∤ F − 1)."""
+    gens = [torch.Generator().manual_seed(i) for i in range(400)]
+    known = stages.random_known_frames(gens, frames, factor=4)
+    prefix = torch.stack([row[: int(row.sum())].all() for row in known])  # extrapolation / animation layouts
+    assert known[~prefix, -1].all()
+
+
+def test_interpolator_trains_mostly_on_the_layout_and_rate_it_serves():
+    """↑F after D^t sees every 4th frame at 30 fps (keys 0, 4, 8 of 9): most training samples must be exactly
+    that, not the decoder's frame-skip schedule (where keys were 16–32 native frames apart)."""
+    gens = [torch.Generator().manual_seed(i) for i in range(1000)]
+    known = stages.random_known_frames(gens, 9, factor=4)
+    served = torch.zeros(9, dtype=torch.bool)
+    served[::4] = True
+    assert (known == served).all(1).float().mean() > 0.5
+    from mav.config import Defaults
+    from mav.train.data import SkipChoice
+
+    skips = stages.frame_skips("interpolator", Defaults(num_frames=8, fps=7.5, interpolation_factor=4), 8)
+    assert isinstance(skips, SkipChoice)
+    rng = np.random.default_rng(0)
+    drawn = np.array([skips.sample(rng) for _ in range(2000)])
+    assert set(drawn) == {1, 4} and (drawn == 1).mean() > 0.6  # 30 fps mostly, the base 7.5 fps for the rest
+
+
+def test_decoder_video_trains_around_its_sampling_rate():
+    """D^t samples at 7.5 fps (skip 4): its skip schedule moves from high to low fps around that rate."""
+    from mav.config import Defaults
+
+    schedule = stages.frame_skips("decoder-video", Defaults(fps=7.5), 8)
+    assert 2.0 <= schedule.mean(0.0) < 4.0 < schedule.mean(1.0) <= 6.0
+
+
+def test_interpolator_loss_scores_only_hidden_frames_and_embeds_a_known_one(ready_model):
+    """The loss's gradient reaches only the frames ↑F must make; the CLIP embedding comes from a frame it is
+    shown (never a hidden one, which would tell it where the object is)."""
+    run_ = build_stage("interpolator", ready_model, "shapes", seed=3, steps=1, batch_size=6)
+    batch = run_.batch_fn(0, range(6))
+    clip = run_.frozen["clip"]
+    seen = {}
+
+    class Recorder(torch.nn.Module):
+        def forward(self, x, t, **kwargs):
+            seen.update(kwargs)
+            seen["out"] = torch.zeros_like(x, requires_grad=True)
+            return seen["out"]
+
+    run_.loss_fn(Recorder(), batch, 0).backward()
+    known = seen["cond"][:, 3, :, 0, 0] > 0.5  # the mask channel, b f
+    grad = seen["out"].grad.abs().sum(dim=(1, 3, 4))  # b f
+    assert (grad[known] == 0).all() and (grad[~known] > 0).all()
+    with torch.no_grad():
+        frames = torch.nn.functional.normalize(
+            clip.encode_image(rearrange(batch["video"], "b c f h w -> (b f) c h w")).float(), dim=-1)
+    frames = rearrange(frames, "(b f) d -> b f d", b=6)
+    for i in range(6):
+        if seen["image_embed"][i].abs().sum() == 0:  # classifier-free dropout
+            continue
+        match = (frames[i] - seen["image_embed"][i]).abs().amax(-1) < 1e-5
+        assert match.any() and known[i][match].all()
+
+
+def test_sr_target_never_holds_the_augmentation_noise(ready_model):
+    """SR's residual is relative to the clean input and scaled to unit variance; the noise added to the input is
+    given to the network as its level, not hidden in the target."""
+    from mav.conditioning import sr_cond
+
+    for stage, key in (("sr-low", "video"), ("sr-high", "image")):
+        run_ = build_stage(stage, ready_model, "shapes", seed=0, steps=1, batch_size=4)
+        config = run_.model.config
+        assert config.aug_cond and config.residual_scale < 1
+        batch = run_.batch_fn(0, range(4))
+        gens = stages.sample_generators(0, batch["index"])
+        target, kwargs = stages.sr_training_inputs(batch, key, config, gens)
+        clean = sr_cond(batch[f"{key}_low"], config.sample_size)
+        torch.testing.assert_close(target, (batch[key] - clean) / config.residual_scale)
+        assert kwargs["aug_level"].shape == (4,) and (kwargs["aug_level"] < config.noise_aug_max).all()
+        assert not torch.allclose(kwargs["cond"], clean)  # the network sees the noisy input …
+        assert (kwargs["cond"] - clean).abs().amax() < 6 * config.noise_aug_max  # … at the level it is told
+
+
+def test_clip_batches_hold_hard_negatives(ready_model):
+    """CLIP trains on triples of one scene drawn in each shape, so the loss must separate shapes to fall."""
+    run_ = build_stage("clip", ready_model, "shapes", seed=0, steps=1, batch_size=6)
+    batch = run_.batch_fn(0, range(6))
+    from mav.eval.judge import judge_frame
+
+    reads = [judge_frame(((img.permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()) for img in batch["image"]]
+    for group in (reads[0:3], reads[3:6]):
+        assert len({r["shape"] for r in group}) == 3
+        assert len({(r["color"], r["bg"]) for r in group}) == 1
 
 
 def _train(*args) -> int:
@@ -155,13 +254,13 @@ def test_resume_with_another_config_names_the_mismatch(ready_model, capsys):
 def test_recipe_runs_every_stage_in_order_and_the_model_generates(tiny_model, tmp_path):
     folder = tmp_path / "r"
     shutil.copytree(tiny_model, folder)
-    assert _train("recipe", "--preset", "tiny", "--model", folder) == 0
+    assert _train("recipe", "--preset", "tiny", "--model", folder, "--no-gate") == 0
     for name in ORDER:
         assert stages.completed(folder, name), name
     assert run(["generate", "a red circle", "--model", str(folder), "-o", str(tmp_path / "o.mp4"), "-q"]) == 0
     # --resume skips what is done
     before = _digest(folder)
-    assert _train("recipe", "--preset", "tiny", "--model", folder, "--resume") == 0
+    assert _train("recipe", "--preset", "tiny", "--model", folder, "--resume", "--no-gate") == 0
     assert _digest(folder) == before
 
     # shipping: fp16 weights that load and generate, the configs and histories, a summary of every run
@@ -178,6 +277,20 @@ def test_recipe_runs_every_stage_in_order_and_the_model_generates(tiny_model, tm
     assert [run["steps"] for run in summary["sr-high"]] == [4, 2]
     assert all("loss_end" in run for runs in summary.values() for run in runs)
     assert run(["generate", "a red circle", "--model", str(shipped), "-o", str(tmp_path / "s.mp4"), "-q"]) == 0
+
+
+def test_recipe_stops_at_the_first_stage_that_misses_its_gate(tiny_model, tmp_path, capsys):
+    """A 4-step CLIP cannot read shapes: the recipe measures it, names the gate, its figure and bar, exits 6,
+    and trains nothing on top of it; the figures are kept beside the model."""
+    folder = tmp_path / "g"
+    shutil.copytree(tiny_model, folder)
+    assert _train("recipe", "--preset", "tiny", "--model", folder, "--gate-n", 3) == 6
+    err = capsys.readouterr().err
+    assert "gate clip FAILED" in err and "baseline" in err and "bar ≥ 0.90" in err and "--no-gate" in err
+    assert stages.completed(folder, "clip") and not stages.completed(folder, "prior")
+    gates = json.loads((tmp_path / "g.runs" / "gates.json").read_text())
+    assert list(gates) == ["clip"] and gates["clip"]["passed"] is False
+    assert set(gates["clip"]["figures"]) == {"shape", "color", "size"}
 
 
 @pytest.mark.parametrize("args, code, needle", [

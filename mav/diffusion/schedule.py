@@ -164,9 +164,36 @@ class NoiseSchedule:
                     - _broadcast(self.sqrt_one_minus_alphas_cumprod, t, x0) * x0)
         return x0
 
-    def training_loss(self, output: Tensor, x0: Tensor, noise: Tensor, t: Tensor | int) -> Tensor:
-        """L_simple = E ‖output − target‖², the unweighted mean over every element (Ho et al. 2020, Eq. 14)."""
-        return F.mse_loss(output.float(), self.target(x0, noise, t).float())
+    def snr(self, t: Tensor | int) -> Tensor:
+        """Signal-to-noise ratio SNR(t) = ᾱ_t / (1 − ᾱ_t)   (Kingma et al. 2021, Eq. 2)."""
+        a = self.alphas_cumprod[torch.as_tensor(t, dtype=torch.long).cpu()]
+        return a / (1 - a)
+
+    def min_snr_weight(self, t: Tensor, gamma: float) -> Tensor:
+        """Min-SNR-γ loss weight per sample (Hang et al. 2023, Eq. 7), expressed for this schedule's prediction:
+        x0: min(SNR, γ);  eps: min(SNR, γ) / SNR;  v: min(SNR, γ) / (SNR + 1).
+        Every form weights the x0 error by min(SNR, γ), so no timestep range dominates the gradient."""
+        snr = self.snr(t)
+        clipped = snr.clamp(max=gamma)
+        if self.prediction == "x0":
+            return clipped
+        return clipped / snr if self.prediction == "eps" else clipped / (snr + 1)
+
+    def training_loss(self, output: Tensor, x0: Tensor, noise: Tensor, t: Tensor | int, *,
+                      mask: Tensor | None = None, min_snr_gamma: float | None = None) -> Tensor:
+        """L_simple = E ‖output − target‖² (Ho et al. 2020, Eq. 14), the mean over every element.
+
+        mask: broadcastable to the output, 1 where the error counts (↑F scores only the frames it must make);
+        min_snr_gamma: weight each sample by `min_snr_weight` (t must then be a per-sample tensor).
+        """
+        error = (output.float() - self.target(x0, noise, t).float()) ** 2
+        if min_snr_gamma is not None:
+            weight = self.min_snr_weight(torch.as_tensor(t).reshape(-1), min_snr_gamma)
+            error = error * weight.to(error).reshape(-1, *([1] * (error.ndim - 1)))
+        if mask is None:
+            return error.mean()
+        mask = mask.to(error.dtype).expand_as(error)
+        return (error * mask).sum() / mask.sum().clamp(min=1)
 
     def sample_t(self, batch: int, generator: torch.Generator | None = None) -> Tensor:
         """Training timesteps t ~ U{0, …, T−1}, shape (batch,), drawn on the CPU."""

@@ -36,11 +36,12 @@ from mav.eval.judge import COLORS, Readings, judge_video
 from mav.media import Video
 from mav.pipeline import MAX_SEED, STAGES, generators
 from mav.progress import Reporter
-from mav.train.shapes import SHAPES, SIZES, Scene, parse_prompt, random_scene, render_clip
+from mav.train.shapes import SHAPES, SIZES, SPEED_RANGE, Scene, parse_prompt, random_scene, render_clip
 
 ATTRIBUTES = ("color", "shape", "size", "bg")
 PSNR_CAP = 100.0  # dB reported for identical images (MSE 0), so every number stays finite JSON
 MOVE_THRESHOLD = 0.02  # a video moves when its centroid gets this far (× frame side) from where it started
+MOTION_TOLERANCE = 1.5  # a video moves like the world when its mean step is within this factor of the true range
 SR_HIGH_FRAMES = 4  # frames per clip for SR_h, which works frame by frame anyway
 MAX_N = 10_000
 EVAL_SEED_OFFSET = 10_000
@@ -166,17 +167,29 @@ def presence(readings: Sequence[Readings]) -> dict:
             "object_found": _mean(np.concatenate([r.found for r in readings])) if frames else None}
 
 
-def motion(readings: Sequence[Readings]) -> dict:
+def true_displacement_range(fps: float, size: int) -> tuple[float, float]:
+    """Per-frame displacement of the world's objects at `fps`, in pixels of a `size` frame: SPEED_RANGE × skip
+    (a bounce only shortens a step, so this bounds every true clip's mean step from above)."""
+    skip = NATIVE_FPS / fps
+    return SPEED_RANGE[0] * skip * size, SPEED_RANGE[1] * skip * size
+
+
+def motion(readings: Sequence[Readings], fps: float | None = None) -> dict:
     """Centroid speed (pixels and frame sides per frame), share of moving videos, smoothness of the moving ones.
 
     Displacements count only between consecutive frames that both have an object; a video moves when its centroid
     gets farther than MOVE_THRESHOLD·S from its first position. Smoothness is mean |Δ²c| / mean |Δc| (0 for
-    constant velocity; bounces and jitter raise it).
+    constant velocity; bounces and jitter raise it). With `fps`, `true_speed_fraction` is the share of videos with
+    an object in every frame whose mean step lies within ×MOTION_TOLERANCE of the true range at that fps.
     """
-    speeds, relative, moving, smooth = [], [], [], []
+    speeds, relative, moving, smooth, true_speed = [], [], [], [], []
     for r in readings:
         c = r.centroid  # (F, 2), NaN without an object
         step = np.linalg.norm(np.diff(c, axis=0), axis=1)  # NaN where either frame lacks an object
+        if fps is not None:
+            lo, hi = true_displacement_range(fps, r.frame_size)
+            mean_step = np.nanmean(step) if np.isfinite(step).any() else np.nan
+            true_speed.append(bool(r.found.all() and lo / MOTION_TOLERANCE <= mean_step <= hi * MOTION_TOLERANCE))
         if np.isfinite(step).any():
             speeds.append(np.nanmean(step))
             relative.append(np.nanmean(step) / r.frame_size)
@@ -189,8 +202,12 @@ def motion(readings: Sequence[Readings]) -> dict:
         accel = np.linalg.norm(np.diff(c, n=2, axis=0), axis=1)
         if moves and np.isfinite(accel).any() and np.nanmean(step) > 0:
             smooth.append(np.nanmean(accel) / np.nanmean(step))
-    return {"videos": len(readings), "mean_displacement_px": _mean(speeds), "mean_displacement_frac": _mean(relative),
-            "moving_fraction": _mean(moving), "smoothness": _mean(smooth)}
+    out = {"videos": len(readings), "mean_displacement_px": _mean(speeds), "mean_displacement_frac": _mean(relative),
+           "moving_fraction": _mean(moving), "smoothness": _mean(smooth)}
+    if fps is not None:
+        lo, hi = true_displacement_range(fps, readings[0].frame_size) if readings else (None, None)
+        out.update(true_speed_fraction=_mean(true_speed), true_displacement_px=[lo, hi], fps=fps)
+    return out
 
 
 def score_videos(videos: Sequence, prompts: Sequence[str]) -> dict:
@@ -279,7 +296,7 @@ def _faithfulness_section(pipe, clock: _Clock, n: int, seed: int, steps, until: 
                      "examples": prompts[section][:3]}
     every = readings[FULL] + readings[PARTIAL]
     return {"faithfulness": out, "presence": {"skipped": None, **presence(every)},
-            "motion": {"skipped": None, **motion(every)},
+            "motion": {"skipped": None, **motion(every, fps=videos[0].fps)},
             "video": {"frames": len(every[0]), "size": every[0].frame_size}}
 
 
@@ -324,7 +341,7 @@ def _sr_section(pipe, clock: _Clock, stage: str, n: int, seed: int, steps, batch
         x = _to_tensor([render_clip(sc, frames, skip, low)[0] for sc in scenes], pipe.device)
         gens = generators(_noise_seeds(seed, section, s, e - s))
         if stage == "sr_low":
-            out = clock.run(pipe.super_resolve_low, x, gens, fps=fps, steps=pipe.steps_for(stage, steps), guidance=1.0)
+            out = clock.run(pipe.super_resolve_low, x, gens, fps=fps, steps=pipe.steps_for(stage, steps))
         else:
             out = clock.run(pipe.super_resolve_high, x, gens, steps=pipe.steps_for(stage, steps))
         for true, made, base in zip(truth, _to_frames(out, fps), _to_frames(sr_cond(x, high), fps)):

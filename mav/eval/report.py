@@ -54,6 +54,10 @@ def print_report(report: dict, console=None) -> None:
                                                     f"({_pct(frac)} of the side)")
         table.add_row("videos that move", _pct(mot["moving_fraction"]))
         table.add_row("smoothness |Δ²c|/|Δc| (0 = constant velocity)", _num(mot["smoothness"]))
+        if mot.get("true_speed_fraction") is not None:
+            lo, hi = mot["true_displacement_px"]
+            table.add_row(f"videos moving like the world (mean step within ×1.5 of {lo:.1f}–{hi:.1f} px/frame)",
+                          _pct(mot["true_speed_fraction"]))
         console.print(table)
 
     # ↑F
@@ -104,3 +108,23 @@ def print_report(report: dict, console=None) -> None:
         table.add_row("per generated video", _num(timing["seconds_per_video"], digits=2))
     table.add_row("total", _num(timing["total"], digits=1))
     console.print(table)
+
+
+def print_gates(results, console=None) -> None:
+    """One table of gate results: each figure beside its baseline and bar."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console(highlight=False, markup=False)
+    table = Table(title="stage gates (held-out scenes)", title_justify="left")
+    for column in ("gate", "figure", "model", "baseline", "bar", "result", "seconds"):
+        table.add_column(column, justify="right" if column in ("model", "baseline", "seconds") else "left")
+    for r in results:
+        for i, name in enumerate(r.figures):
+            table.add_row(r.gate if i == 0 else "", name, _gate_num(r.figures[name]), _gate_num(r.baselines[name]),
+                          r.bars[name], "pass" if r.checks[name] else "FAIL", f"{r.seconds:.0f}" if i == 0 else "")
+    console.print(table)
+
+
+def _gate_num(x: float | None) -> str:
+    return "-" if x is None else (f"{x:.3f}" if abs(x) < 2 else f"{x:.2f}")

@@ -43,6 +43,10 @@ class TimestepEmbedding(nn.Module):
         """t: `(b,)` → `(b, dim)`."""
         return self.mlp(timestep_embedding(t, self.freq_dim).to(self.mlp[0].weight.dtype))
 
+    def hidden(self, t: Tensor) -> Tensor:
+        """The MLP's hidden features SiLU(W₁·sin(t)) `(b, dim)`: `forward` is the output layer applied to these."""
+        return self.mlp[1](self.mlp[0](timestep_embedding(t, self.freq_dim).to(self.mlp[0].weight.dtype)))
+
 
 def group_norm(channels: int) -> nn.GroupNorm:
     """GroupNorm with up to 32 groups of at least 4 channels (small widths would otherwise normalise each

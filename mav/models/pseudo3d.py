@@ -78,7 +78,8 @@ class Pseudo3DAttention(nn.Module):
     Input and output: `(b f) c h w` with `frames = f`.
     """
 
-    def __init__(self, dim: int, heads: int, context_dim: int | None = None, *, temporal: bool = True) -> None:
+    def __init__(self, dim: int, heads: int, context_dim: int | None = None, *, temporal: bool = True,
+                 fps_dim: int | None = None) -> None:
         super().__init__()
         self.norm_self = nn.LayerNorm(dim)
         self.self_attn = Attention(dim, heads)
@@ -98,10 +99,18 @@ class Pseudo3DAttention(nn.Module):
             self.temporal_position = FramePositionBias(heads)
             nn.init.zeros_(self.temporal_attn.to_out.weight)
             nn.init.zeros_(self.temporal_attn.to_out.bias)
+        # The fps embedding as a scale and shift of the temporal attention's normalised input (zero at first), so
+        # the layers that learn motion can tell how far apart the frames are.
+        self.temporal_fps: nn.Linear | None = None
+        if temporal and fps_dim is not None:
+            self.temporal_fps = nn.Linear(fps_dim, 2 * dim)
+            nn.init.zeros_(self.temporal_fps.weight)
+            nn.init.zeros_(self.temporal_fps.bias)
 
     def forward(self, x: Tensor, frames: int, context: Tensor | None = None, context_mask: Tensor | None = None,
-                temporal: bool = True) -> Tensor:
-        """x: `(b f) c h w`; context: `((b f), m, context_dim)`; context_mask: bool `((b f), m)`, True = attend."""
+                temporal: bool = True, fps_emb: Tensor | None = None) -> Tensor:
+        """x: `(b f) c h w`; context: `((b f), m, context_dim)`; context_mask: bool `((b f), m)`, True = attend;
+        fps_emb: `(b, fps_dim)`, the fps embedding's hidden features, used when the layer has `temporal_fps`."""
         height, width = x.shape[-2:]
         tokens = rearrange(x, "n c h w -> n (h w) c")
         tokens = tokens + self.self_attn(self.norm_self(tokens))
@@ -111,9 +120,14 @@ class Pseudo3DAttention(nn.Module):
         tokens = tokens + self.ff(self.norm_ff(tokens))
         if self.temporal_attn is None or not temporal:
             return rearrange(tokens, "n (h w) c -> n c h w", h=height, w=width)
-        tokens = rearrange(tokens, "(b f) s c -> (b s) f c", f=frames)
+        tokens = rearrange(tokens, "(b f) s c -> b s f c", f=frames)
+        normed = self.temporal_norm(tokens)
+        if self.temporal_fps is not None and fps_emb is not None:
+            scale, shift = rearrange(self.temporal_fps(fps_emb), "b (two c) -> two b 1 1 c", two=2)
+            normed = normed * (1 + scale) + shift
+        tokens, normed = (rearrange(a, "b s f c -> (b s) f c") for a in (tokens, normed))
         # A 4-D bias `(1, heads, f, f)`: on the CPU, SDPA with the same bias as 3-D `(heads, f, f)` measured
         # 1.1–1.5× slower in fp32 (benchmarks/layouts.py).
         bias = rearrange(self.temporal_position(frames).to(tokens.dtype), "h i j -> 1 h i j")
-        tokens = tokens + self.temporal_attn(self.temporal_norm(tokens), attn_mask=bias)
+        tokens = tokens + self.temporal_attn(normed, attn_mask=bias)
         return rearrange(tokens, "(b h w) f c -> (b f) c h w", h=height, w=width)

@@ -19,6 +19,16 @@ from mav.models.layers import TimestepEmbedding, group_norm
 from mav.models.pseudo3d import Pseudo3DAttention, Pseudo3DConv
 
 
+AUG_LEVEL_SCALE = 1000.0  # a noise std in [0, ~0.2] → the timestep range the sinusoidal features resolve
+
+
+def _zero_last(embedding: TimestepEmbedding) -> TimestepEmbedding:
+    """Zero the embedding MLP's output layer, so the condition it adds starts as a no-op."""
+    nn.init.zeros_(embedding.mlp[-1].weight)
+    nn.init.zeros_(embedding.mlp[-1].bias)
+    return embedding
+
+
 def is_temporal_parameter(name: str) -> bool:
     """Whether a parameter name (from `named_parameters`) belongs to a temporal layer (training stage 4)."""
     return any(part.startswith("temporal") for part in name.split("."))
@@ -49,16 +59,17 @@ class SpaceTimeBlock(nn.Module):
     """A ResBlock, optionally followed by pseudo-3D attention."""
 
     def __init__(self, in_channels: int, out_channels: int, emb_dim: int, heads: int, context_dim: int | None,
-                 *, attention: bool, temporal: bool) -> None:
+                 *, attention: bool, temporal: bool, fps_dim: int | None = None) -> None:
         super().__init__()
         self.res = ResBlock(in_channels, out_channels, emb_dim, temporal=temporal)
-        self.attn = Pseudo3DAttention(out_channels, heads, context_dim, temporal=temporal) if attention else None
+        self.attn = (Pseudo3DAttention(out_channels, heads, context_dim, temporal=temporal, fps_dim=fps_dim)
+                     if attention else None)
 
     def forward(self, x: Tensor, emb: Tensor, frames: int, context: Tensor | None, context_mask: Tensor | None,
-                temporal: bool) -> Tensor:
+                temporal: bool, fps_emb: Tensor | None = None) -> Tensor:
         x = self.res(x, emb, frames, temporal)
         if self.attn is not None:
-            x = self.attn(x, frames, context, context_mask, temporal)
+            x = self.attn(x, frames, context, context_mask, temporal, fps_emb)
         return x
 
 
@@ -100,7 +111,9 @@ class SpaceTimeUNet(nn.Module):
         widths, temporal = config.widths, config.temporal
         emb_dim = 4 * widths[0]
         self.time_embed = TimestepEmbedding(widths[0], emb_dim)
-        self.fps_embed = TimestepEmbedding(widths[0], emb_dim) if config.fps_cond else None
+        # Conditions added to the time embedding start at zero, so adding them leaves a trained model unchanged.
+        self.fps_embed = _zero_last(TimestepEmbedding(widths[0], emb_dim)) if config.fps_cond else None
+        self.aug_embed = _zero_last(TimestepEmbedding(widths[0], emb_dim)) if config.aug_cond else None
 
         # Cross-attention context: [null token] + [image tokens] + [text tokens], each of width context_dim.
         self.has_context = config.image_embed_dim > 0 or config.text_dim > 0
@@ -120,7 +133,8 @@ class SpaceTimeUNet(nn.Module):
             self.null_token = nn.Parameter(torch.randn(1, 1, emb_dim) * 0.02)
 
         self.conv_in = nn.Conv2d(config.in_channels + config.cond_channels, widths[0], 3, padding=1)
-        block = dict(emb_dim=emb_dim, heads=config.heads, context_dim=context_dim, temporal=temporal)
+        block = dict(emb_dim=emb_dim, heads=config.heads, context_dim=context_dim, temporal=temporal,
+                     fps_dim=emb_dim if config.fps_temporal else None)
         self.down = nn.ModuleList()
         skip_channels = [widths[0]]
         channels = widths[0]
@@ -158,12 +172,13 @@ class SpaceTimeUNet(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor, *, cond: Tensor | None = None, image_embed: Tensor | None = None,
                 text_tokens: Tensor | None = None, text_mask: Tensor | None = None, fps: Tensor | None = None,
-                temporal: bool = True) -> Tensor:
+                aug_level: Tensor | None = None, temporal: bool = True) -> Tensor:
         """Predict the diffusion target for `x` at timesteps `t`; output has out_channels and x's layout.
 
         x: `b c f h w` or `b c h w` (f = 1); t: `(b,)`; cond: like x with cond_channels; image_embed:
         `(b, image_embed_dim)`, None = zeros (unconditional); text_tokens `(b, L, text_dim)` with text_mask `(b, L)`
-        bool (True = real token); fps `(b,)`, used only if config.fps_cond; temporal=False skips temporal layers.
+        bool (True = real token); fps `(b,)`, used only if config.fps_cond; aug_level `(b,)`: the std of the noise
+        added to an SR model's low-resolution input (config.aug_cond); temporal=False skips temporal layers.
         """
         is_image = x.ndim == 4
         if is_image:
@@ -176,13 +191,16 @@ class SpaceTimeUNet(nn.Module):
             x = torch.cat([x, cond], dim=1)
         temporal = temporal and self.config.temporal
 
-        emb = self._embedding(t, fps, image_embed, batch, x.dtype)
+        fps_hidden = self._fps_hidden(fps, batch)
+        fps_emb = None if fps_hidden is None else self.fps_embed.mlp[2](fps_hidden)
+        emb = self._embedding(t, fps_emb, aug_level, image_embed, batch, x.dtype)
         emb = repeat(F.silu(emb), "b d -> (b f) d", f=frames)
         context, context_mask = self._context(image_embed, text_tokens, text_mask, batch, x.dtype)
         if context is not None:
             context = repeat(context, "b m d -> (b f) m d", f=frames)
             context_mask = repeat(context_mask, "b m -> (b f) m", f=frames)
-        run = dict(emb=emb, frames=frames, context=context, context_mask=context_mask, temporal=temporal)
+        run = dict(emb=emb, frames=frames, context=context, context_mask=context_mask, temporal=temporal,
+                   fps_emb=fps_hidden.to(x.dtype) if fps_hidden is not None and self.config.fps_temporal else None)
 
         h = self.conv_in(rearrange(x, "b c f h w -> (b f) c h w"))
         skips = [h]
@@ -222,12 +240,22 @@ class SpaceTimeUNet(nn.Module):
         if text_tokens is not None and config.text_dim == 0:
             raise ValueError("this UNet has no text conditioning (text_dim=0)")
 
-    def _embedding(self, t: Tensor, fps: Tensor | None, image_embed: Tensor | None, batch: int,
-                   dtype: torch.dtype) -> Tensor:
-        """Time embedding + fps embedding + image-embedding MLP, `(b, emb_dim)`."""
+    def _fps_hidden(self, fps: Tensor | None, batch: int) -> Tensor | None:
+        """The fps embedding's hidden features `(b, emb_dim)`: its output layer (zero at init) adds them to the time
+        embedding, and the temporal attention reads them directly, so it can learn from fps at once."""
+        if self.fps_embed is None or fps is None:
+            return None
+        return self.fps_embed.hidden(fps.expand(batch) if fps.ndim == 0 else fps)
+
+    def _embedding(self, t: Tensor, fps_emb: Tensor | None, aug_level: Tensor | None, image_embed: Tensor | None,
+                   batch: int, dtype: torch.dtype) -> Tensor:
+        """Time embedding + fps embedding + noise-augmentation level + image-embedding MLP, `(b, emb_dim)`."""
         emb = self.time_embed(t.expand(batch) if t.ndim == 0 else t)
-        if self.fps_embed is not None and fps is not None:
-            emb = emb + self.fps_embed(fps.expand(batch) if fps.ndim == 0 else fps)
+        if fps_emb is not None:
+            emb = emb + fps_emb
+        if self.aug_embed is not None:
+            level = torch.zeros(batch, device=emb.device) if aug_level is None else aug_level.float().expand(batch)
+            emb = emb + self.aug_embed(level * AUG_LEVEL_SCALE)
         if self.image_embed_proj is not None:
             emb = emb + self.image_embed_proj(self._image_embed_or_zeros(image_embed, batch))
         return emb.to(dtype)

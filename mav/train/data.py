@@ -20,7 +20,7 @@ import tarfile
 import warnings
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
 from mav.errors import MediaError, UsageError
-from mav.train.shapes import random_scene, render_clip
+from mav.train.shapes import SHAPES, Scene, random_scene, render_clip
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".m4v", ".avi")
@@ -105,6 +105,33 @@ class FrameSkipSchedule:
         return int(rng.choice(self.skips, p=self.probs(progress)))
 
 
+@dataclass(frozen=True)
+class SkipChoice:
+    """A fixed distribution over frame skips, whatever the training progress: the frame rates a stage serves.
+
+    ↑F, for one, is sampled at the model's output rate (base fps × its factor) and, in the keyframe modes, at the
+    base rate; it trains on those skips rather than on the decoder's schedule.
+    """
+
+    skips: tuple[int, ...]
+    weights: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not self.skips or len(self.skips) != len(self.weights):
+            raise UsageError(f"a SkipChoice needs one weight per skip, got {self.skips} and {self.weights}")
+        if any(int(k) != k or k < 1 for k in self.skips):
+            raise UsageError(f"frame skips must be integers ≥ 1, got {self.skips}")
+        if any(w < 0 for w in self.weights) or sum(self.weights) <= 0:
+            raise UsageError(f"skip weights must be ≥ 0 with a positive sum, got {self.weights}")
+
+    def sample(self, rng: np.random.Generator, progress: float = 0.0) -> int:
+        p = np.asarray(self.weights, dtype=np.float64)
+        return int(self.skips[int(rng.choice(len(self.skips), p=p / p.sum()))])
+
+
+Skip = int | FrameSkipSchedule | SkipChoice
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Tensors
 
@@ -144,14 +171,14 @@ def _check_common(size: int, seed: int, rank: int, world_size: int, start: int) 
         raise UsageError(f"start must be ≥ 0, got {start}")
 
 
-def _check_video(num_frames: int, skip: int | FrameSkipSchedule, total_samples: int | None) -> None:
+def _check_video(num_frames: int, skip: Skip, total_samples: int | None) -> None:
     if num_frames < 1:
         raise UsageError(f"num_frames must be ≥ 1, got {num_frames}")
     if isinstance(skip, FrameSkipSchedule):
         if total_samples is None or total_samples < 1:
             raise UsageError("a FrameSkipSchedule needs total_samples (the run's length in samples, all ranks)")
-    elif int(skip) != skip or skip < 1:
-        raise UsageError(f"skip must be an integer ≥ 1 or a FrameSkipSchedule, got {skip!r}")
+    elif not isinstance(skip, SkipChoice) and (int(skip) != skip or skip < 1):
+        raise UsageError(f"skip must be an integer ≥ 1, a FrameSkipSchedule or a SkipChoice, got {skip!r}")
 
 
 class _Stream(IterableDataset):
@@ -172,29 +199,41 @@ class _Stream(IterableDataset):
     def _rng(self, j: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, j])
 
-    def _draw_skip(self, skip: int | FrameSkipSchedule, rng: np.random.Generator, j: int) -> int:
+    def _draw_skip(self, skip: Skip, rng: np.random.Generator, j: int) -> int:
         if isinstance(skip, FrameSkipSchedule):
             return skip.sample(rng, min(1.0, j / self.total_samples))
+        if isinstance(skip, SkipChoice):
+            return skip.sample(rng)
         return int(skip)
 
 
 class ShapesImages(_Stream):
     """Captioned still images of the shapes world: {"image": (3, S, S) in [-1, 1], "caption": str}.
 
-    `low_size` adds "image_low", the same scene truly rendered at that resolution.
+    `low_size` adds "image_low", the same scene truly rendered at that resolution. `shape_groups=True` makes
+    every three consecutive samples one scene drawn as a circle, a square and a triangle (same colours, size and
+    place): hard negatives for contrastive training, which otherwise separates the shapes last, if at all.
     """
 
     def __init__(
         self, size: int = 64, seed: int = 0, *, rank: int = 0, world_size: int = 1, start: int = 0,
-        length: int | None = None, low_size: int | None = None,
+        length: int | None = None, low_size: int | None = None, shape_groups: bool = False,
     ) -> None:
         _check_common(size, seed, rank, world_size, start)
         super().__init__(seed, rank, world_size, start)
-        self.size, self.length, self.low_size = size, length, low_size
+        self.size, self.length, self.low_size, self.shape_groups = size, length, low_size, shape_groups
+
+    def scene(self, j: int) -> tuple[Scene, np.random.Generator]:
+        """Sample j's scene and the generator its caption draws from."""
+        rng = self._rng(j)
+        if not self.shape_groups:
+            return random_scene(rng, moving=False), rng
+        group = random_scene(np.random.default_rng([self.seed, j // 3, 1]), moving=False)
+        shape = SHAPES[(SHAPES.index(group.shape) + j % 3) % 3]
+        return replace(group, shape=shape), rng
 
     def __getitem__(self, j: int) -> dict[str, Any]:
-        rng = self._rng(j)
-        scene = random_scene(rng, moving=False)
+        scene, rng = self.scene(j)
         sample = {"image": to_image_tensor(scene.render(self.size)), "caption": scene.caption(rng)}
         if self.low_size is not None:
             sample["image_low"] = to_image_tensor(scene.render(self.low_size))
@@ -213,7 +252,7 @@ class ShapesVideos(_Stream):
     """
 
     def __init__(
-        self, size: int = 64, num_frames: int = 16, skip: int | FrameSkipSchedule = 1, seed: int = 0, *,
+        self, size: int = 64, num_frames: int = 16, skip: Skip = 1, seed: int = 0, *,
         rank: int = 0, world_size: int = 1, start: int = 0, length: int | None = None,
         total_samples: int | None = None, low_size: int | None = None,
     ) -> None:
@@ -342,7 +381,7 @@ class VideoFolder(_FileStream):
     what = "videos"
 
     def __init__(
-        self, root: str | Path, size: int = 64, num_frames: int = 16, skip: int | FrameSkipSchedule = 1,
+        self, root: str | Path, size: int = 64, num_frames: int = 16, skip: Skip = 1,
         seed: int = 0, *, rank: int = 0, world_size: int = 1, start: int = 0, repeat: bool = True,
         total_samples: int | None = None,
     ) -> None:
@@ -380,7 +419,7 @@ class TarShards(_FileStream):
 
     def __init__(
         self, spec: str | Path, kind: str = "images", size: int = 64, num_frames: int = 16,
-        skip: int | FrameSkipSchedule = 1, seed: int = 0, *, rank: int = 0, world_size: int = 1, start: int = 0,
+        skip: Skip = 1, seed: int = 0, *, rank: int = 0, world_size: int = 1, start: int = 0,
         repeat: bool = True, total_samples: int | None = None,
     ) -> None:
         _check_common(size, seed, rank, world_size, start)
@@ -716,7 +755,7 @@ def detect_format(path: str | Path) -> str:
 
 def open_dataset(
     spec: str | Path, kind: str = "images", *, size: int = 64, num_frames: int = 16,
-    skip: int | FrameSkipSchedule = 1, seed: int = 0, rank: int = 0, world_size: int = 1, start: int = 0,
+    skip: Skip = 1, seed: int = 0, rank: int = 0, world_size: int = 1, start: int = 0,
     total_samples: int | None = None, repeat: bool = True,
 ) -> IterableDataset:
     """The dataset behind `--data SPEC`: "shapes" (the procedural world), an image–text folder, a video folder

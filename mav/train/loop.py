@@ -196,10 +196,12 @@ class Trainer:
                 window_steps += 1
                 done = step + 1
                 advance(done, cfg.steps)
-                if done % cfg.log_every == 0 or done == cfg.steps:
+                first = step == 0  # the loss before any update, logged as step 0, so a run's early drop shows
+                if first or done % cfg.log_every == 0 or done == cfg.steps:
                     seconds = max(time.perf_counter() - window_start, 1e-9)
                     loss = all_mean(window_loss / window_steps).item()
-                    self._log(done, loss, cfg.lr * cfg.lr_factor(step), window_steps * cfg.batch_size / seconds)
+                    self._log(0 if first else done, loss, cfg.lr * cfg.lr_factor(step),
+                              window_steps * cfg.batch_size / seconds)
                     window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
                 if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == cfg.steps:
                     self.save_checkpoint(done)

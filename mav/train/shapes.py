@@ -28,7 +28,11 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 }
 SHAPES = ("circle", "square", "triangle")
 SIZES: dict[str, float] = {"small": 0.25, "large": 0.45}  # diameter or side, as a fraction of S
-SPEED_RANGE = (0.02, 0.08)  # fraction of S per native frame (30 fps)
+# Fraction of S per native frame (30 fps). Chosen so the base clip glides: at D^t's 7.5 fps (skip 4) an object
+# steps 0.04–0.12 S per frame, well under its size (0.25 or 0.45 S), and its 8 frames span 28 native frames,
+# 0.28–0.84 S of travel against a free range of 0.55–0.75 S, so about one wall hit per clip. (0.02–0.08
+# stepped up to 0.32 S per base frame and bounced every few frames: clips that jump rather than move.)
+SPEED_RANGE = (0.01, 0.03)
 
 # Words a user may type for the same attribute; captions only ever use the canonical names.
 _SIZE_WORDS = {"small": "small", "tiny": "small", "little": "small", "large": "large", "big": "large"}

@@ -3,8 +3,8 @@
     python -m mav.train.ship MODEL_DIR DEST_DIR
 
 Reads each stage's `metrics.jsonl` from MODEL_DIR.runs/STAGE (where `mav train` keeps them) and writes
-DEST_DIR/metrics_summary.json: per stage, steps, batch size, wall time, throughput, and the loss at the start and
-the end of training (means over the first and last few logged steps).
+DEST_DIR/metrics_summary.json: per stage, steps, batch size, wall time, throughput, and the loss at the start (step 0,
+before any update) and at the end (the mean of the last few logged steps).
 """
 
 from __future__ import annotations
@@ -36,8 +36,10 @@ def summarize(folder: Path) -> dict:
             if metrics_file.is_file():
                 rows = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
                 if rows:
-                    first, last = rows[:WINDOW], rows[-WINDOW:]
-                    entry["loss_start"] = round(sum(r["loss"] for r in first) / len(first), 5)
+                    last = rows[-WINDOW:]
+                    # step 0 is the loss before any update; older logs start at their first logged window
+                    entry["loss_start"] = round(rows[0]["loss"], 5)
+                    entry["loss_start_step"] = rows[0]["step"]
                     entry["loss_end"] = round(sum(r["loss"] for r in last) / len(last), 5)
                     entry["samples_per_s"] = round(sum(r["samples_per_s"] for r in rows) / len(rows), 1)
             runs[run_dir] = entry

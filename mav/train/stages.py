@@ -21,15 +21,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from einops import rearrange
 from torch import Tensor, nn
 
-from mav.conditioning import frame_mask_cond, resize_frames, sr_cond, to_prior_space
+from mav.conditioning import (NATIVE_FPS, frame_mask_cond, noise_augment, resize_frames, sr_cond, sr_residual,
+                              to_prior_space)
 from mav.config import config_to_dict
 from mav.errors import ModelError, UsageError
 
 HISTORY_FILE = "training.json"
+# Min-SNR-γ by default for the ε/v-prediction UNets that draw images (Hang et al. 2023: ≈3× faster convergence).
+# Not for P (x0-prediction) or SR: the weight min(SNR, γ) on the x0 error all but drops the high-noise end, where
+# SR's x̂0 must already beat bicubic and P's sample is decided.
+MIN_SNR_GAMMA = {"decoder-image": 5.0, "decoder-video": 5.0, "interpolator": 5.0}
 CFG_DROPOUT = 0.1  # chance a sample's conditioning is dropped, so classifier-free guidance has an unconditional model
-SR_NOISE_AUG = 0.2  # SR stages: the low-resolution input gets Gaussian noise of a random std in [0, this)
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,8 @@ class StageOptions:
     spatial_lr_scale: float = 0.0  # decoder-video: 0 freezes D's spatial layers, >0 trains them at this × lr
     max_skip: int = 8  # video stages: the largest frame skip the schedule draws (fps down to 30/max_skip)
     data_format: str | None = None  # images | videos | shards (default: detected)
+    min_snr_gamma: float | None = None  # min-SNR-γ loss weighting (Hang et al. 2023); None: the stage's default
+                                        # (MIN_SNR_GAMMA), 0: off (the plain mean over timesteps)
 
 
 @dataclass
@@ -173,7 +180,8 @@ def build_stage(name: str, folder: Path, data: str, *, seed: int, steps: int, ba
     model = _trainable(spec, folder)
     config = model.config
     clip = model if spec.name == "clip" else hub.load_component(folder, "clip") if spec.uses_clip else None
-    dataset = _dataset(spec, config, clip, data, seed=seed, total_samples=steps * batch_size, options=options)
+    dataset = _dataset(spec, config, clip, data, seed=seed, total_samples=steps * batch_size, options=options,
+                       skip=frame_skips(spec.name, hub.load_index(folder).defaults, options.max_skip))
 
     def batch_fn(step: int, samples: range) -> dict:
         batch = collate([dataset[j] for j in samples])
@@ -186,7 +194,10 @@ def build_stage(name: str, folder: Path, data: str, *, seed: int, steps: int, ba
         return StageRun(spec, model, batch_fn, _clip_loss(clip_tokenizer=model), None, fingerprint)
     schedule = NoiseSchedule(config.diffusion)
     frozen = {"clip": clip} if clip is not None else {}
-    loss = LOSSES[spec.name](schedule=schedule, clip=clip, seed=seed, config=config)
+    defaults = hub.load_index(folder).defaults
+    gamma = MIN_SNR_GAMMA.get(name) if options.min_snr_gamma is None else options.min_snr_gamma or None
+    loss = LOSSES[spec.name](schedule=schedule, clip=clip, seed=seed, config=config, gamma=gamma,
+                             factor=defaults.interpolation_factor)
     groups = None
     if spec.name in ("decoder-image", "decoder-video"):
         video = [p for n, p in model.named_parameters() if is_video_parameter(n)]
@@ -246,15 +257,36 @@ def interpolator_from_decoder(decoder: nn.Module, config) -> nn.Module:
     return interpolator
 
 
-def _dataset(spec: StageSpec, config, clip, data: str, *, seed: int, total_samples: int, options: StageOptions):
-    from mav.train.data import FrameSkipSchedule, ShapesImages, ShapesVideos, detect_format, open_dataset
+def frame_skips(stage: str, defaults, max_skip: int):
+    """The frame skips a video stage trains on, from the rates the model samples at (its index's defaults).
+
+    decoder-video: the paper's schedule from high to low fps, centred on D^t's own rate (base skip b = 30/fps):
+    its mean moves from about b/2 to about b + ½, within 1 … max_skip. interpolator: the rates ↑F serves — mostly
+    the cascade's output rate (base fps × factor), a quarter at the base rate (the keyframe modes). sr-low: the
+    output rate, where SR^t_l runs.
+    """
+    from mav.train.data import FrameSkipSchedule, SkipChoice
+
+    base = max(1, round(NATIVE_FPS / defaults.fps))
+    dense = max(1, round(NATIVE_FPS / (defaults.fps * max(1, defaults.interpolation_factor))))
+    if stage == "decoder-video":
+        start = min(0.9, max(0.05, base / 2 / max_skip))
+        end = min(0.95, max(start + 0.01, (base + 0.5) / max_skip))
+        return FrameSkipSchedule(max_skip=max_skip, start=start, end=end)
+    if stage == "interpolator":
+        return SkipChoice((dense, min(base, max_skip)), (0.75, 0.25)) if base != dense else dense
+    return dense
+
+
+def _dataset(spec: StageSpec, config, clip, data: str, *, seed: int, total_samples: int, options: StageOptions,
+             skip=1):
+    from mav.train.data import ShapesImages, ShapesVideos, detect_format, open_dataset
 
     size = clip.image_size if spec.name == "clip" else getattr(config, "sample_size", None)
     if spec.name == "prior":
         size = clip.image_size
     low = getattr(config, "low_res_size", 0) or None
     if spec.data == "videos":
-        skip = FrameSkipSchedule(max_skip=options.max_skip) if spec.name != "sr-low" else 1
         frames = config.num_frames
         if data == "shapes":
             return ShapesVideos(size, frames, skip, seed, total_samples=total_samples, low_size=low)
@@ -262,7 +294,7 @@ def _dataset(spec: StageSpec, config, clip, data: str, *, seed: int, total_sampl
         return open_dataset(data, "videos", size=size, num_frames=frames, skip=skip, seed=seed,
                             total_samples=total_samples)
     if data == "shapes":
-        return ShapesImages(size, seed, low_size=low)
+        return ShapesImages(size, seed, low_size=low, shape_groups=spec.name == "clip")
     _check_format(data, "images", options.data_format, detect_format)
     return open_dataset(data, "images", size=size, seed=seed)
 
@@ -297,25 +329,29 @@ def _drop(text: tuple[Tensor, Tensor, Tensor], empty: tuple[Tensor, Tensor, Tens
     return tuple(torch.where(keep.view(-1, *[1] * (a.dim() - 1)), a, b) for a, b in zip(text, empty))
 
 
-def _denoise_loss(model, schedule, x0: Tensor, gens, **kwargs) -> Tensor:
-    """ε-, v- or x0-prediction MSE at timesteps and noise drawn from each sample's generator."""
+def _denoise_loss(model, schedule, x0: Tensor, gens, *, mask: Tensor | None = None,
+                  min_snr_gamma: float | None = None, **kwargs) -> Tensor:
+    """ε-, v- or x0-prediction MSE at timesteps and noise drawn from each sample's generator (only where `mask`,
+    each sample weighted by min-SNR-γ when `min_snr_gamma` is set)."""
     t = draw_timesteps(gens, schedule.num_timesteps).to(x0.device)
     noise = draw_noise(tuple(x0.shape[1:]), gens).to(x0.device)
     out = model(schedule.q_sample(x0, t, noise), t, **kwargs)
-    return schedule.training_loss(out.float(), x0, noise, t)
+    return schedule.training_loss(out.float(), x0, noise, t, mask=mask, min_snr_gamma=min_snr_gamma)
 
 
-def _prior_loss(*, schedule, clip, seed, config):
+def _prior_loss(*, schedule, clip, seed, config, gamma=None, **_):
+    empty = _EmptyPrompt(clip)
+
     def loss_fn(model, batch, step):
         gens = sample_generators(seed, batch["index"])
         device = batch["image"].device
         with torch.no_grad():
             embed = torch.nn.functional.normalize(clip.encode_image(batch["image"]).float(), dim=-1)
         keep = (draw_uniform(gens) >= CFG_DROPOUT).to(device)
-        tokens, pooled, mask = _drop(_text(clip, batch["caption"], device),
-                                     _text(clip, [""] * len(gens), device), keep)
+        tokens, pooled, mask = _drop(_text(clip, batch["caption"], device), empty(len(gens), device),
+                                     keep)
         return _denoise_loss(model, schedule, to_prior_space(embed), gens, text_tokens=tokens, text_embed=pooled,
-                             text_mask=mask)
+                             text_mask=mask, min_snr_gamma=gamma)
     return loss_fn
 
 
@@ -330,105 +366,164 @@ def _unet_conditioning(config, embed: Tensor, text, fps: Tensor | None, keep: Te
     return kwargs
 
 
-def _decoder_image_loss(*, schedule, clip, seed, config):
+def _decoder_image_loss(*, schedule, clip, seed, config, gamma=None, **_):
+    empty = _EmptyPrompt(clip)
+
     def loss_fn(model, batch, step):
         gens = sample_generators(seed, batch["index"])
         images, device = batch["image"], batch["image"].device
         with torch.no_grad():
             embed = torch.nn.functional.normalize(clip.encode_image(images).float(), dim=-1)
         keep = (draw_uniform(gens) >= CFG_DROPOUT).to(device)
-        text = _drop(_text(clip, batch["caption"], device), _text(clip, [""] * len(gens), device), keep)
+        text = _drop(_text(clip, batch["caption"], device), empty(len(gens), device), keep)
         kwargs = _unet_conditioning(config, embed, text, None, keep)
-        return _denoise_loss(model, schedule, images, gens, temporal=False, **kwargs)
+        return _denoise_loss(model, schedule, images, gens, temporal=False, min_snr_gamma=gamma, **kwargs)
     return loss_fn
 
 
-def _video_embed(clip, video: Tensor) -> Tensor:
-    """C_y of a clip: the CLIP image embedding of its middle frame (what P predicts for a prompt)."""
+def _frame_embed(clip, video: Tensor, frame: Tensor) -> Tensor:
+    """C_y of one frame per clip (`frame`: (b,) indices): the unit-norm CLIP image embedding."""
     with torch.no_grad():
-        return torch.nn.functional.normalize(clip.encode_image(video[:, :, video.shape[2] // 2]).float(), dim=-1)
+        picked = video[torch.arange(video.shape[0], device=video.device), :, frame.to(video.device)]  # b c h w
+        return torch.nn.functional.normalize(clip.encode_image(picked).float(), dim=-1)
 
 
-def _no_text(clip, batch: dict, device) -> tuple[Tensor, Tensor, Tensor]:
+def _video_embed(clip, video: Tensor) -> Tensor:
+    """C_y of a clip for D^t: the CLIP image embedding of its middle frame (what P predicts for a prompt)."""
+    return _frame_embed(clip, video, torch.full((video.shape[0],), video.shape[2] // 2))
+
+
+class _EmptyPrompt:
+    """The empty prompt's CLIP states for b samples, encoded once per device (the CLIP is frozen here)."""
+
+    def __init__(self, clip) -> None:
+        self.clip, self.cache = clip, {}
+
+    def __call__(self, b: int, device) -> tuple[Tensor, Tensor, Tensor]:
+        if device not in self.cache:
+            self.cache[device] = _text(self.clip, [""], device)
+        return tuple(a.expand(b, *a.shape[1:]) for a in self.cache[device])
+
+
+def _no_text(empty: _EmptyPrompt, batch: dict, device) -> tuple[Tensor, Tensor, Tensor]:
     """Video stages see only the empty prompt: their batches carry no text to give."""
     assert not {"caption", "text", "txt"} & set(batch), "a video batch must not carry text"
-    return _text(clip, [""] * batch["video"].shape[0], device)
+    return empty(batch["video"].shape[0], device)
 
 
-def _decoder_video_loss(*, schedule, clip, seed, config):
+def _decoder_video_loss(*, schedule, clip, seed, config, gamma=None, **_):
+    empty = _EmptyPrompt(clip)
+
     def loss_fn(model, batch, step):
         gens = sample_generators(seed, batch["index"])
         video, device = batch["video"], batch["video"].device
         keep = (draw_uniform(gens) >= CFG_DROPOUT).to(device)
-        kwargs = _unet_conditioning(config, _video_embed(clip, video), _no_text(clip, batch, device),
+        kwargs = _unet_conditioning(config, _video_embed(clip, video), _no_text(empty, batch, device),
                                     batch["fps"], keep)
-        return _denoise_loss(model, schedule, video, gens, **kwargs)
+        return _denoise_loss(model, schedule, video, gens, min_snr_gamma=gamma, **kwargs)
     return loss_fn
 
 
-def random_known_frames(gens: list[torch.Generator], frames: int) -> Tensor:
-    """Per sample, which frames ↑F is shown (b, f) bool: interpolation with a random skip, extrapolation (the
-    first frames), or animation (frame 0 only), so one model serves every masked mode."""
+@dataclass(frozen=True)
+class MaskMix:
+    """How often ↑F trains on each layout of known frames. Most samples are the layout it serves in the cascade:
+    every `factor`-th frame known (keys 0, k, 2k, …); the rest keep every mode of the masked model alive."""
+
+    served: float = 0.6  # every factor-th frame, as ↑F runs after D^t
+    interpolation: float = 0.15  # every k-th frame for another k, the last frame known (windows end on a key)
+    extrapolation: float = 0.15  # the first 1 … F−1 frames (extrapolate)
+    first_frame: float = 0.1  # frame 0 only (animate-image)
+
+    def weights(self) -> list[float]:
+        return [self.served, self.interpolation, self.extrapolation, self.first_frame]
+
+
+def random_known_frames(gens: list[torch.Generator], frames: int, factor: int = 4,
+                        mix: MaskMix = MaskMix()) -> Tensor:
+    """Per sample, which frames ↑F is shown (b, f) bool, drawn from `mix`; at least one frame is always hidden."""
+    weights = torch.tensor(mix.weights(), dtype=torch.float64)
     rows = []
     for g in gens:
-        mode = int(torch.randint(3, (), generator=g))
+        mode = int(torch.multinomial(weights, 1, generator=g))
         known = torch.zeros(frames, dtype=torch.bool)
-        if mode == 0:  # interpolation: every k-th frame, k from 2 to frames − 1
+        if mode == 0:
+            known[::max(2, factor)] = True
+            known[-1] = True  # inference windows end on a key (exactly every factor-th when factor | F − 1)
+        elif mode == 1:
             k = int(torch.randint(2, max(3, frames), (), generator=g))
             known[::k] = True
-            known[-1] = known[-1] or (frames - 1) % k == 0
-        elif mode == 1:  # extrapolation: keep the first 1 … frames/2
-            known[: int(torch.randint(1, max(2, frames // 2 + 1), (), generator=g))] = True
-        else:  # animation
+            known[-1] = True
+        elif mode == 2:
+            known[: int(torch.randint(1, max(2, frames), (), generator=g))] = True
+        else:
             known[0] = True
+        if bool(known.all()):  # a layout with nothing to fill teaches nothing: hide the frame after frame 0
+            known[1] = False
         rows.append(known)
     return torch.stack(rows)
 
 
-def _interpolator_loss(*, schedule, clip, seed, config):
+def _pick_known(gens: list[torch.Generator], known: Tensor) -> Tensor:
+    """One known frame per sample, uniformly: the frame whose CLIP embedding conditions ↑F (never a hidden one,
+    which would tell the model where the object is in frames it must infer)."""
+    picks = []
+    for g, row in zip(gens, known.cpu()):
+        idx = row.nonzero().flatten()
+        picks.append(idx[int(torch.randint(len(idx), (), generator=g))])
+    return torch.stack(picks)
+
+
+def _interpolator_loss(*, schedule, clip, seed, config, gamma=None, factor: int = 4, **_):
+    empty = _EmptyPrompt(clip)
+
     def loss_fn(model, batch, step):
         gens = sample_generators(seed, batch["index"])
         video, device = batch["video"], batch["video"].device
-        known = random_known_frames(gens, video.shape[2]).to(device)
+        known = random_known_frames(gens, video.shape[2], factor).to(device)
         keep = (draw_uniform(gens) >= CFG_DROPOUT).to(device)
-        kwargs = _unet_conditioning(config, _video_embed(clip, video), _no_text(clip, batch, device),
-                                    batch["fps"], keep)
-        return _denoise_loss(model, schedule, video, gens, cond=frame_mask_cond(video, known), **kwargs)
+        embed = _frame_embed(clip, video, _pick_known(gens, known))
+        kwargs = _unet_conditioning(config, embed, _no_text(empty, batch, device), batch["fps"], keep)
+        unknown = rearrange(~known, "b f -> b 1 f 1 1")  # the loss scores only the frames ↑F must make
+        return _denoise_loss(model, schedule, video, gens, cond=frame_mask_cond(video, known), mask=unknown,
+                             min_snr_gamma=gamma, **kwargs)
     return loss_fn
 
 
-def _sr_low_input(batch: dict, key: str, config, gens) -> Tensor:
-    """The low-resolution input: the true low-res render when the data has one, else a downsampled copy; with
-    noise augmentation so the model learns to fix, not copy, what the stage before it produces."""
+def sr_training_inputs(batch: dict, key: str, config, gens) -> tuple[Tensor, dict]:
+    """An SR stage's diffusion target and network inputs for a batch of high-resolution `key` frames.
+
+    The low-resolution input is the true low-res render when the data has one, else a downsampled copy. With
+    noise augmentation (config.aug_cond) the network sees it with Gaussian noise of std s ~ U[0, noise_aug_max)
+    and is told s; the residual target is always relative to the clean input, so it never contains that noise.
+    """
     x = batch[key]
     low = batch.get(f"{key}_low")
     low = low if low is not None else resize_frames(x, config.low_res_size)
-    sigma = (draw_uniform(gens) * SR_NOISE_AUG).to(x.device).view(-1, *[1] * (low.dim() - 1))
-    return low + sigma * draw_noise(tuple(low.shape[1:]), gens).to(x.device)
+    clean = sr_cond(low, config.sample_size)
+    kwargs: dict = {}
+    if config.aug_cond:
+        level = (draw_uniform(gens) * config.noise_aug_max).to(x.device)
+        noisy = noise_augment(low, level, draw_noise(tuple(low.shape[1:]), gens).to(x.device))
+        kwargs["cond"], kwargs["aug_level"] = sr_cond(noisy, config.sample_size), level
+    else:
+        kwargs["cond"] = clean
+    if config.fps_cond and "fps" in batch:
+        kwargs["fps"] = batch["fps"]
+    target = sr_residual(x, clean, config.residual_scale) if config.residual else x
+    return target, kwargs
 
 
-def _sr_target(x: Tensor, cond: Tensor, config) -> Tensor:
-    """What an SR stage diffuses: the high-resolution frames, or with `residual` their difference from the
-    (noise-augmented) upsampled input the network is given."""
-    return x - cond if config.residual else x
+def _sr_loss(key: str):
+    def make(*, schedule, clip, seed, config, gamma=None, **_):
+        def loss_fn(model, batch, step):
+            gens = sample_generators(seed, batch["index"])
+            target, kwargs = sr_training_inputs(batch, key, config, gens)
+            return _denoise_loss(model, schedule, target, gens, min_snr_gamma=gamma, **kwargs)
+        return loss_fn
+    return make
 
 
-def _sr_low_loss(*, schedule, clip, seed, config):
-    def loss_fn(model, batch, step):
-        gens = sample_generators(seed, batch["index"])
-        cond = sr_cond(_sr_low_input(batch, "video", config, gens), config.sample_size)
-        fps = batch["fps"] if config.fps_cond else None
-        return _denoise_loss(model, schedule, _sr_target(batch["video"], cond, config), gens, cond=cond,
-                             **({"fps": fps} if fps is not None else {}))
-    return loss_fn
-
-
-def _sr_high_loss(*, schedule, clip, seed, config):
-    def loss_fn(model, batch, step):
-        gens = sample_generators(seed, batch["index"])
-        cond = sr_cond(_sr_low_input(batch, "image", config, gens), config.sample_size)
-        return _denoise_loss(model, schedule, _sr_target(batch["image"], cond, config), gens, cond=cond)
-    return loss_fn
+_sr_low_loss, _sr_high_loss = _sr_loss("video"), _sr_loss("image")
 
 
 LOSSES = {"prior": _prior_loss, "decoder-image": _decoder_image_loss, "decoder-video": _decoder_video_loss,
@@ -471,6 +566,35 @@ def run_stage(name: str, folder: str | Path, data: str, cfg, *, run_dir: str | P
     return ema
 
 
+GATES_FILE = "gates.json"  # beside the stage run folders: the last gate figures of each stage
+
+
+def gate_stage(stage: str, folder: str | Path, *, n: int = 16, seed: int = 0, reporter=None,
+               device: str | None = None):
+    """Measure what `stage` just trained against its baseline (`mav.eval.gates`) and record the figures in
+    MODEL.runs/gates.json. Rank 0 measures; under torchrun every rank returns the same result."""
+    from mav.eval.gates import STAGE_GATE, GateResult, run_gate
+    from mav.pipeline import Pipeline
+    from mav.train.distributed import barrier, setup_distributed
+
+    folder = Path(folder)
+    rank, _, dev = setup_distributed(device)
+    path = default_run_dir(folder, stage).parent / GATES_FILE
+    if rank == 0:
+        pipe = Pipeline.load(folder, device=str(dev), reporter=reporter)
+        result = run_gate(pipe, STAGE_GATE[stage], n, seed)
+        gates = json.loads(path.read_text()) if path.is_file() else {}
+        gates[stage] = dict(result.to_dict(), time=time.time())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(gates, indent=2) + "\n")
+        os.replace(tmp, path)
+    barrier()
+    record = dict(json.loads(path.read_text())[stage])
+    record.pop("time", None)
+    return GateResult(**record)
+
+
 def completed(folder: Path, stage: str) -> bool:
     return any(h.get("stage") == stage for h in history(folder, stage_spec(stage).component))
 
@@ -499,18 +623,20 @@ class RecipeStep:
     batch_size: int
     lr: float
     ema_decay: float = 0.999  # shorter stages average over fewer steps, so the EMA is not mostly old weights
+    warmup: int = 100
+    schedule: str = "cosine"  # a peak learning rate, then cosine decay to 0: converges faster on these small nets
 
 
 RECIPES: dict[str, tuple[RecipeStep, ...]] = {
-    "tiny": tuple(RecipeStep(s, 4, 4, 1e-3) for s in ORDER),
-    "shapes": (  # the embedded default: about 1.5 h on a 2-core CPU (README and weights/shapes/TRAINING.md)
-        RecipeStep("clip", 2000, 64, 1e-3, 0.995),
-        RecipeStep("prior", 3000, 64, 5e-4, 0.998),
-        RecipeStep("decoder-image", 2500, 32, 5e-4, 0.999),
-        RecipeStep("decoder-video", 1200, 8, 3e-4, 0.995),
-        RecipeStep("interpolator", 800, 8, 3e-4, 0.995),
-        RecipeStep("sr-low", 600, 4, 5e-4, 0.99),
-        RecipeStep("sr-high", 1500, 8, 5e-4, 0.995),
+    "tiny": tuple(RecipeStep(s, 4, 4, 1e-3, warmup=1) for s in ORDER),
+    "shapes": (  # the embedded default (weights/shapes/TRAINING.md has the measured time of each stage)
+        RecipeStep("clip", 4000, 64, 1e-3, 0.995, warmup=200),
+        RecipeStep("prior", 3000, 64, 1e-3, 0.998, warmup=200),
+        RecipeStep("decoder-image", 4000, 32, 1e-3, 0.999, warmup=200),
+        RecipeStep("decoder-video", 1500, 8, 5e-4, 0.995),
+        RecipeStep("interpolator", 1500, 8, 5e-4, 0.995),
+        RecipeStep("sr-low", 600, 4, 1e-3, 0.995, warmup=50),
+        RecipeStep("sr-high", 800, 8, 1e-3, 0.995, warmup=50),
     ),
     "small": (
         RecipeStep("clip", 3000, 64, 5e-4),

@@ -1,0 +1,292 @@
+"""Per-stage gates: each learned stage measured on held-out shapes-world scenes against the trivial thing it must
+beat, in a minute or two, so that no stage of a recipe trains on a broken one.
+
+| gate | figure | baseline | bar |
+|---|---|---|---|
+| clip | zero-shot shape, colour, size (text prompts that differ in that attribute only) | chance | each ≥ 90 % |
+| prior | cosine of P's embedding to the true one; attributes of D's images from P's embedding | the mean image embedding; chance | cosine above the baseline, each attribute ≥ 90 % |
+| decoder-image | attributes of D's images (temporal layers off) from the true embedding and caption | chance | each ≥ 90 % |
+| decoder | D^t's clips: videos whose mean step is within ×1.5 of the true range; frames with one object | the true clips | ≥ 90 %; ≥ 98 % |
+| interpolator | ↑F PSNR at the served layout; extrapolation centroid error | linear blend; holding the last frame | ≥ blend + 3 dB; error below holding |
+| sr-low, sr-high | PSNR of the sampled SR (and of x̂0 at t = T−1) | bicubic | ≥ bicubic + 2 dB |
+
+Scenes come from streams no training run draws from (as `mav.eval.metrics`), gate `g` from section 10 + g.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from mav.conditioning import NATIVE_FPS, sr_cond
+from mav.errors import UsageError
+from mav.eval.judge import judge_video
+from mav.eval.metrics import (ATTRIBUTES, _Clock, _dense_skip, _extrapolation_section, _interpolation_section,
+                              _noise_seeds, _sr_section, _to_frames, _to_tensor, eval_scene, motion, psnr)
+from mav.pipeline import generators
+from mav.train.shapes import PALETTE, SHAPES, SIZES, Scene, render_clip
+
+GATES = ("clip", "prior", "decoder-image", "decoder", "interpolator", "sr-low", "sr-high")
+# The gate that checks what each training stage produced.
+STAGE_GATE = {"clip": "clip", "prior": "prior", "decoder-image": "decoder-image", "decoder-video": "decoder",
+              "interpolator": "interpolator", "sr-low": "sr-low", "sr-high": "sr-high"}
+ATTRIBUTE_BAR = 0.90
+SINGLE_OBJECT_BAR = 0.98
+SMOOTH_VIDEOS_BAR = 0.90
+INTERPOLATION_MARGIN_DB = 3.0
+SR_MARGIN_DB = 2.0
+GATE_SECTION = 10  # scene streams 10, 11, …: apart from `mav eval`'s sections 0–5
+
+
+@dataclass
+class GateResult:
+    """One gate's outcome: each measured figure beside its baseline and bar, and a one-line summary."""
+
+    gate: str
+    passed: bool
+    figures: dict[str, float | None]
+    baselines: dict[str, float | None]
+    bars: dict[str, str]
+    checks: dict[str, bool]
+    seconds: float = 0.0
+    details: dict = field(default_factory=dict)
+
+    def line(self) -> str:
+        failed = [k for k, ok in self.checks.items() if not ok]
+        shown = failed or list(self.checks)
+        parts = [f"{k} {_fmt(self.figures.get(k))} (baseline {_fmt(self.baselines.get(k))}, bar {self.bars[k]})"
+                 for k in shown]
+        return f"gate {self.gate} {'passed' if self.passed else 'FAILED'}: " + "; ".join(parts)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.3f}" if abs(x) < 2 else f"{x:.2f}"
+
+
+def _result(gate: str, rows: dict[str, tuple[float | None, float | None, str, bool]], start: float,
+            **details) -> GateResult:
+    """rows: name → (figure, baseline, bar text, passed)."""
+    checks = {k: bool(ok) for k, (_, _, _, ok) in rows.items()}
+    return GateResult(gate, all(checks.values()), {k: r[0] for k, r in rows.items()},
+                      {k: r[1] for k, r in rows.items()}, {k: r[2] for k, r in rows.items()}, checks,
+                      round(time.perf_counter() - start, 1), details)
+
+
+def _scenes(gate: str, seed: int, n: int, moving: bool) -> list[Scene]:
+    section = GATE_SECTION + GATES.index(gate)
+    return [eval_scene(seed, section, i, moving=moving)[0] for i in range(n)]
+
+
+def _images(scenes: list[Scene], size: int, device) -> torch.Tensor:
+    """b c h w in [-1, 1]: still renders of the scenes."""
+    return _to_tensor([sc.render(size)[None] for sc in scenes], device)[:, :, 0]
+
+
+def _attribute_accuracy(frames: list[np.ndarray], scenes: list[Scene]) -> dict[str, float]:
+    """Per attribute, the fraction of uint8 (H, W, 3) images whose judged value is the scene's."""
+    hits = dict.fromkeys(ATTRIBUTES, 0)
+    for image, scene in zip(frames, scenes, strict=True):
+        read = judge_video(image).attributes(0)
+        for a in ATTRIBUTES:
+            hits[a] += read[a] == getattr(scene, a)
+    return {a: hits[a] / len(scenes) for a in ATTRIBUTES}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The gates
+
+
+def gate_clip(pipe, n: int, seed: int) -> GateResult:
+    """Zero-shot: each image against prompts that differ from its full caption in one attribute only."""
+    start = time.perf_counter()
+    clip = pipe.models["clip"]
+    scenes = _scenes("clip", seed, n, moving=False)
+    embeds = pipe.encode_images(_images(scenes, clip.image_size, pipe.device))
+    options = {"shape": SHAPES, "color": tuple(PALETTE), "size": tuple(SIZES)}
+    rows = {}
+    for attribute, values in options.items():
+        hits, chance = 0, 0.0
+        for scene, embed in zip(scenes, embeds):
+            candidates = [v for v in values if not (attribute == "color" and v == scene.bg)]
+            prompts = [Scene(**{**scene.attributes, attribute: v}).describe() for v in candidates]
+            text = pipe.encode_text(prompts).pooled
+            text = torch.nn.functional.normalize(text, dim=-1)
+            hits += candidates[int((text @ embed).argmax())] == getattr(scene, attribute)
+            chance += 1 / len(candidates)
+        accuracy = hits / n
+        rows[attribute] = (accuracy, chance / n, f"≥ {ATTRIBUTE_BAR:.2f}", accuracy >= ATTRIBUTE_BAR)
+    return _result("clip", rows, start, n=n)
+
+
+def _decode_images(pipe, embed: torch.Tensor, captions: list[str], seed: int, section: int) -> list[np.ndarray]:
+    """D with its temporal layers off (the image model): one image per embedding and caption."""
+    cfg = pipe.models["decoder"].config
+    b = len(captions)
+    text, negative = pipe.encode_text(captions), pipe.encode_text([""] * b)
+    cond = pipe._unet_kwargs("decoder", b, embed=embed, text=text, fps=None)
+    uncond = pipe._unet_kwargs("decoder", b, embed=torch.zeros_like(embed), text=negative, fps=None)
+    for kwargs in (cond, uncond):  # images were trained without fps and without temporal layers
+        kwargs.pop("fps", None)
+        kwargs["temporal"] = False
+    gens = generators(_noise_seeds(seed, section, 0, b))
+    from mav.pipeline import randn
+
+    noise = randn((b, 3, cfg.sample_size, cfg.sample_size), gens, pipe.device)
+    out = pipe._sample("decoder", noise, cond, uncond, steps=pipe.steps_for("decoder", None),
+                       guidance=pipe.guidance_for("decoder", None), gens=gens, label="gate D (images)")
+    return [f[0] for f in _to_frames(out[:, :, None])]
+
+
+def gate_decoder_image(pipe, n: int, seed: int) -> GateResult:
+    """D on images given the *true* CLIP embedding and the full caption: every attribute read off the pixels."""
+    start = time.perf_counter()
+    scenes = _scenes("decoder-image", seed, n, moving=False)
+    embed = pipe.encode_images(_images(scenes, pipe.models["clip"].image_size, pipe.device))
+    accuracy = _attribute_accuracy(_decode_images(pipe, embed, [s.describe() for s in scenes], seed,
+                                                  GATE_SECTION + GATES.index("decoder-image")), scenes)
+    chance = {"color": 1 / 7, "shape": 1 / 3, "size": 1 / 2, "bg": 1 / 8}
+    rows = {a: (accuracy[a], chance[a], f"≥ {ATTRIBUTE_BAR:.2f}", accuracy[a] >= ATTRIBUTE_BAR) for a in ATTRIBUTES}
+    return _result("decoder-image", rows, start, n=n)
+
+
+def gate_prior(pipe, n: int, seed: int) -> GateResult:
+    """P from full captions: cosine to the true image embedding (beside the mean embedding of other scenes), and
+    the attributes of D's images decoded from P's embedding."""
+    start = time.perf_counter()
+    scenes = _scenes("prior", seed, n, moving=False)
+    size = pipe.models["clip"].image_size
+    truth = pipe.encode_images(_images(scenes, size, pipe.device))
+    others = pipe.encode_images(_images(_scenes("prior", seed + 1, max(n, 32), moving=False), size, pipe.device))
+    mean = torch.nn.functional.normalize(others.mean(0, keepdim=True), dim=-1)
+    captions = [s.describe() for s in scenes]
+    text = pipe.encode_text(captions)
+    gens = generators(_noise_seeds(seed, GATE_SECTION + GATES.index("prior"), 0, n))
+    embed = pipe.prior(text, pipe.encode_text([""] * n), gens, steps=pipe.steps_for("prior", None),
+                       guidance=pipe.guidance_for("prior", None))
+    cosine = float((embed * truth).sum(-1).mean())
+    baseline = float((mean * truth).sum(-1).mean())
+    rows = {"cosine": (cosine, baseline, "> baseline", cosine > baseline)}
+    if "decoder" in pipe.models:
+        accuracy = _attribute_accuracy(_decode_images(pipe, embed, captions, seed, GATE_SECTION + 20), scenes)
+        chance = {"color": 1 / 7, "shape": 1 / 3, "size": 1 / 2, "bg": 1 / 8}
+        rows.update({a: (accuracy[a], chance[a], f"≥ {ATTRIBUTE_BAR:.2f}", accuracy[a] >= ATTRIBUTE_BAR)
+                     for a in ATTRIBUTES})
+    return _result("prior", rows, start, n=n)
+
+
+def gate_decoder(pipe, n: int, seed: int) -> GateResult:
+    """D^t's base clips from the true embedding and caption of still scenes, at the model's base fps: does the
+    object move like the world's objects (per-frame displacement within ×1.5 of the true range) and stay one?"""
+    start = time.perf_counter()
+    cfg = pipe.models["decoder"].config
+    scenes = _scenes("decoder", seed, n, moving=True)
+    embed = pipe.encode_images(_images(scenes, pipe.models["clip"].image_size, pipe.device))
+    captions = [s.describe() for s in scenes]
+    gens = generators(_noise_seeds(seed, GATE_SECTION + GATES.index("decoder"), 0, n))
+    fps = pipe.defaults.fps
+    video = pipe.decode(embed, pipe.encode_text(captions), pipe.encode_text([""] * n), gens,
+                        num_frames=pipe.defaults.num_frames, fps=fps, steps=pipe.steps_for("decoder", None),
+                        guidance=pipe.guidance_for("decoder", None))
+    readings = [judge_video(v) for v in _to_frames(video, fps)]
+    moves = motion(readings, fps=fps)
+    truth = [judge_video(render_clip(sc, pipe.defaults.num_frames, round(NATIVE_FPS / fps), cfg.sample_size)[0])
+             for sc in scenes]
+    single = float(np.mean(np.concatenate([r.single for r in readings])))
+    true_single = float(np.mean(np.concatenate([t.single for t in truth])))
+    rows = {"true_speed_videos": (moves["true_speed_fraction"], motion(truth, fps=fps)["true_speed_fraction"],
+                                  f"≥ {SMOOTH_VIDEOS_BAR:.2f}", moves["true_speed_fraction"] >= SMOOTH_VIDEOS_BAR),
+            "single_object": (single, true_single, f"≥ {SINGLE_OBJECT_BAR:.2f}", single >= SINGLE_OBJECT_BAR)}
+    return _result("decoder", rows, start, n=n, fps=fps, true_displacement_px=moves["true_displacement_px"],
+                   mean_displacement_px=moves["mean_displacement_px"], smoothness=moves["smoothness"])
+
+
+def gate_interpolator(pipe, n: int, seed: int) -> GateResult:
+    """↑F at the layout it serves (every k-th frame known at the output fps) against linear blending, and
+    extrapolation from the first half of a clip against holding the last known frame."""
+    start = time.perf_counter()
+    clock = _Clock(pipe)
+    section_seed = seed + 100_000  # apart from `mav eval`'s scenes for the same seed
+    inter = _interpolation_section(pipe, clock, n, section_seed, None, 8)
+    extra = _extrapolation_section(pipe, clock, n, section_seed, None, 8)
+    rows = {"psnr_db": (inter["psnr"], inter["psnr_linear"], f"≥ baseline + {INTERPOLATION_MARGIN_DB:g} dB",
+                        inter["psnr"] >= inter["psnr_linear"] + INTERPOLATION_MARGIN_DB),
+            "extrapolation_error_px": (extra["centroid_error_px"], extra["hold_last_error_px"], "< baseline",
+                                       extra["centroid_error_px"] is not None
+                                       and extra["centroid_error_px"] < extra["hold_last_error_px"])}
+    return _result("interpolator", rows, start, n=n, factor=inter["factor"], fps=inter["fps"])
+
+
+def sr_x0_psnr(pipe, stage: str, n: int, seed: int) -> tuple[float, float]:
+    """PSNR of the SR network's one-step x̂0 from pure noise (t = T−1) and of bicubic upsampling, on true renders:
+    the deterministic prediction sampling refines, which must already be at least bicubic."""
+    model = pipe.models[stage]
+    cfg, schedule = model.config, pipe.schedules[stage]
+    frames = cfg.num_frames if stage == "sr_low" else 1
+    skip, _ = _dense_skip(pipe)
+    scenes = _scenes(stage.replace("_", "-"), seed, n, moving=True)
+    truth = [render_clip(sc, frames, skip, cfg.sample_size)[0] for sc in scenes]
+    low = _to_tensor([render_clip(sc, frames, skip, cfg.low_res_size)[0] for sc in scenes], pipe.device)
+    if stage == "sr_high":
+        low = low[:, :, 0]
+    gens = generators(_noise_seeds(seed, GATE_SECTION + GATES.index(stage.replace("_", "-")), 0, n))
+    from mav.pipeline import randn
+
+    aug = randn(tuple(low.shape), gens, pipe.device) if cfg.aug_cond else None
+    kwargs, up = pipe._sr_inputs(stage, low, aug, n, pipe.defaults.fps * pipe.defaults.interpolation_factor)
+    t = torch.full((n,), schedule.num_timesteps - 1, dtype=torch.long)
+    x_t = randn(tuple(up.shape), gens, pipe.device)
+    with torch.no_grad():
+        x0 = schedule.predict_x0(x_t, t, model(x_t, t.to(pipe.device), **kwargs).float())
+    x0 = (up + cfg.residual_scale * x0) if cfg.residual else x0
+    if stage == "sr_high":
+        x0, up = x0[:, :, None], up[:, :, None]
+    made, base = _to_frames(x0.clamp(-1, 1)), _to_frames(up)
+    return (float(np.mean([psnr(m, t) for m, t in zip(made, truth)])),
+            float(np.mean([psnr(b, t) for b, t in zip(base, truth)])))
+
+
+def gate_sr(pipe, n: int, seed: int, stage: str) -> GateResult:
+    start = time.perf_counter()
+    sampled = _sr_section(pipe, _Clock(pipe), stage, n, seed + 100_000, None, 8)
+    x0, bicubic = sr_x0_psnr(pipe, stage, n, seed)
+    rows = {"psnr_db": (sampled["psnr"], sampled["psnr_bicubic"], f"≥ baseline + {SR_MARGIN_DB:g} dB",
+                        sampled["psnr"] >= sampled["psnr_bicubic"] + SR_MARGIN_DB),
+            "x0_psnr_db": (x0, bicubic, "≥ baseline", x0 >= bicubic)}
+    return _result(stage.replace("_", "-"), rows, start, n=n, size=[sampled["from"], sampled["to"]])
+
+
+RUNNERS = {"clip": gate_clip, "prior": gate_prior, "decoder-image": gate_decoder_image, "decoder": gate_decoder,
+           "interpolator": gate_interpolator,
+           "sr-low": lambda pipe, n, seed: gate_sr(pipe, n, seed, "sr_low"),
+           "sr-high": lambda pipe, n, seed: gate_sr(pipe, n, seed, "sr_high")}
+NEEDS = {"clip": ("clip",), "prior": ("clip", "prior"), "decoder-image": ("clip", "decoder"),
+         "decoder": ("clip", "decoder"), "interpolator": ("interpolator",), "sr-low": ("sr_low",),
+         "sr-high": ("sr_high",)}
+
+
+def check_gate(name: str) -> str:
+    if name not in GATES:
+        raise UsageError(f"--stage must be one of {', '.join(GATES)}, got {name!r}")
+    return name
+
+
+def run_gate(pipe, name: str, n: int = 16, seed: int = 0) -> GateResult:
+    """Measure one stage of a loaded Pipeline against its baseline (see the module docstring)."""
+    check_gate(name)
+    missing = [c for c in NEEDS[name] if c not in pipe.models]
+    if missing:
+        raise UsageError(f"gate {name} needs the model's {', '.join(missing)}, which {pipe.folder} does not have")
+    pipe.reporter.message(f"gate {name}: {n} held-out scenes")
+    with torch.no_grad():
+        return RUNNERS[name](pipe, n, seed)
+
+
+__all__ = ["GATES", "STAGE_GATE", "GateResult", "run_gate", "check_gate", "sr_x0_psnr"]
