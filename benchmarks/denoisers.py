@@ -49,7 +49,7 @@ DIFFUSERS_MISSING = ("diffusers is not importable: `pip install -e '.[bench]'` t
 def bench_config(name: str) -> UNetConfig:
     """The UNet config benchmarked as size `name` (see the module docstring)."""
     decoder = {"large": LARGE, "large-wide": LARGE_WIDE}.get(name) or preset(name).components["decoder"]
-    return dataclasses.replace(decoder, image_embed_dim=0, fps_cond=False, cond_channels=0,
+    return dataclasses.replace(decoder, image_embed_dim=0, fps_cond=False, fps_temporal=False, cond_channels=0,
                                text_dim=decoder.text_dim or 64)
 
 

@@ -32,10 +32,10 @@ STAGE_BATCH = {"clip": 64, "prior": 64, "decoder-image": 32, "decoder-video": 8,
                "sr-high": 8}
 
 
-def fresh_model(folder: Path, tree: Path) -> None:
-    """A shapes-preset folder whose history says every stage ran, so any stage may start (from `tree`'s mav)."""
+def fresh_model(folder: Path, tree: Path, preset: str) -> None:
+    """A fresh folder of `preset` whose history says every stage ran, so any stage may start (`tree`'s mav)."""
     code = ("import sys; from pathlib import Path; from mav import hub; from mav.train import stages; "
-            f"f = Path({str(folder)!r}); hub.init_model(f, 'shapes', seed=0); "
+            f"f = Path({str(folder)!r}); hub.init_model(f, {preset!r}, seed=0); "
             "[stages.record_history(f, stages.STAGES[s].component, {'stage': s, 'steps': 0}) for s in stages.ORDER]")
     subprocess.run([sys.executable, "-c", code], check=True, env=_env(tree, threads=None))
 
@@ -47,14 +47,15 @@ def _env(tree: Path, threads: int | None) -> dict:
     return env
 
 
-def measure(stage: str, tree: Path, procs: int, steps: int, log_every: int, work: Path) -> float:
+def measure(stage: str, tree: Path, procs: int, steps: int, log_every: int, work: Path, preset: str,
+            batch: int) -> float:
     """Mean samples/s after the first logged window, from the run's own metrics.jsonl."""
     folder = work / f"{stage}-{tree.name}-{procs}"
     shutil.rmtree(folder, ignore_errors=True)
-    fresh_model(folder, tree)
+    fresh_model(folder, tree, preset)
     run_dir = work / f"{folder.name}.run"
     shutil.rmtree(run_dir, ignore_errors=True)
-    train = ["train", stage, "--model", str(folder), "--steps", str(steps), "--batch-size", str(STAGE_BATCH[stage]),
+    train = ["train", stage, "--model", str(folder), "--steps", str(steps), "--batch-size", str(batch),
              "--log-every", str(log_every), "--checkpoint-every", "0", "--run-dir", str(run_dir), "--quiet"]
     if procs == 1:
         command = [sys.executable, "-m", "mav", *train]
@@ -74,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=24, help="optimizer steps per run (default: 24)")
     parser.add_argument("--log-every", type=int, default=6, help="steps per logged window (default: 6)")
     parser.add_argument("--procs", type=int, nargs="*", default=[2], help="torchrun process counts to time")
+    parser.add_argument("--preset", default="shapes", help="model preset to train (default: shapes)")
+    parser.add_argument("--batch", type=int, default=None, help="batch size for every stage (default: the "
+                                                                  "shapes recipe's)")
     parser.add_argument("--baseline-tree", type=Path, default=None,
                         help="a checkout whose mav package is timed too (the loop before a change)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE")
@@ -93,10 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="mav-throughput-") as tmp:
         for stage in args.stages:
-            row: dict = {"stage": stage, "batch": STAGE_BATCH[stage]}
+            batch = args.batch or STAGE_BATCH[stage]
+            row: dict = {"stage": stage, "batch": batch}
             for label, tree, procs in variants:
                 note(f"{stage}: {label}")
-                row[label] = measure(stage, tree, procs, args.steps, args.log_every, Path(tmp))
+                row[label] = measure(stage, tree, procs, args.steps, args.log_every, Path(tmp), args.preset, batch)
             reference = row.get("baseline", row["one process"])
             for label, _, _ in variants:
                 row[f"{label} ×"] = row[label] / reference

@@ -466,7 +466,8 @@ def train(
     bf16: Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")] = True,
     min_snr_gamma: Annotated[Optional[float], typer.Option(
         help="Min-SNR-γ loss weighting (Hang et al. 2023); 0 turns it off (the plain mean over timesteps). "
-             "Default: 5 for decoder-image, decoder-video and interpolator, off for prior and SR.")] = None,
+             "Default: 5 for decoder-image, off for the other stages (they must lean on their conditioning "
+             "at high noise, which it down-weights).")] = None,
     gate: Annotated[bool, typer.Option("--gate/--no-gate", help="recipe: after each stage, measure it against its "
                                        "baseline (`mav eval --stage`) and stop (exit 6) if it misses its bar.")]
     = True,

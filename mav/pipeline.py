@@ -331,13 +331,14 @@ class Pipeline:
         b, n = video.shape[0], video.shape[2]
         low = resize_frames(video, cfg.low_res_size)
         noise = randn((b, 3, cfg.sample_size, cfg.sample_size), gens, self.device)
-        aug_noise = randn(tuple(low.shape), gens, self.device) if cfg.aug_cond else None
+        # the augmentation noise, like the initial noise, is one draw for every frame (less flicker)
+        aug_noise = randn((b, 3, cfg.low_res_size, cfg.low_res_size), gens, self.device) if cfg.aug_cond else None
         parts = []
         for s in range(0, n, SR_HIGH_CHUNK):
             window = slice(s, s + SR_HIGH_CHUNK)
             f = low[:, :, window].shape[2]
             frames = rearrange(low[:, :, window], "b c f h w -> (b f) c h w")
-            frame_noise = None if aug_noise is None else rearrange(aug_noise[:, :, window], "b c f h w -> (b f) c h w")
+            frame_noise = None if aug_noise is None else repeat(aug_noise, "b c h w -> (b f) c h w", f=f)
             x = repeat(noise, "b c h w -> (b f) c h w", f=f)
             kwargs, up = self._sr_inputs("sr_high", frames, frame_noise, b * f, None)
             frame_gens = [g for g in gens for _ in range(f)]

@@ -164,3 +164,23 @@ def test_layouts(tmp_path):
     assert convs[0]["max_diff (k,1) Conv2d (mav)"] < 1e-5  # the three forms compute the same thing
     assert convs[0]["max_diff (k,1,1) Conv3d"] < 1e-5
     assert all(r["4-D bias (mav)"] > 0 for r in data["rows"] if r["kind"] == "temporal attention")
+
+
+def test_train_throughput_times_the_real_loop(tmp_path):
+    out = tmp_path / "t.json"
+    result = subprocess.run([sys.executable, "-m", "benchmarks.train_throughput", "--stages", "sr-high",
+                             "--preset", "tiny", "--batch", "2", "--steps", "4", "--log-every", "1", "--procs",
+                             "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "one process samples/s" in result.stdout
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["stage"] == "sr-high" and row["one process"] > 0 and row["one process ×"] == 1.0
+
+
+def test_sr_bound_orders_its_figures(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "benchmarks.sr_bound", "--sizes", "16:32", "--scenes", "2",
+                             "--samples", "4"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    row = result.stdout.strip().splitlines()[-1].split("|")
+    bicubic, sample, mean = (float(v) for v in row[2:5])
+    assert mean > sample  # the posterior mean beats a posterior sample (MSE halves on the ambiguous pixels)

@@ -48,7 +48,7 @@ def test_loss_falls_when_overfitting_a_fixed_batch(stage, ready_model):
     params = [p for p in run_.model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=3e-3)
     losses = []
-    for _ in range(30):
+    for _ in range(50 if stage == "clip" else 30):  # CLIP's batch is a hard-negative triple: slower to fit
         loss = run_.loss_fn(run_.model, batch, 0)
         optimizer.zero_grad()
         loss.backward()

@@ -20,10 +20,12 @@ from mav.train.stages import HISTORY_FILE, ORDER, STAGES, default_run_dir, histo
 WINDOW = 5  # logged steps averaged for the first and last loss
 
 
-def summarize(folder: Path) -> dict:
+def summarize(folder: Path, previous: dict | None = None) -> dict:
     """Per stage, in training order, one entry per run (a resumed run counts once, at its final step): what the
-    history recorded plus figures from that run's metrics.jsonl."""
+    history recorded plus figures from that run's metrics.jsonl. A run whose metrics.jsonl is not on this machine
+    (a component trained elsewhere and kept) takes its figures from `previous`, the summary it was shipped with."""
     out: dict[str, list[dict]] = {}
+    previous = previous or {}
     for stage in ORDER:
         records = [h for h in history(folder, STAGES[stage].component) if h.get("stage") == stage]
         runs: dict[str, dict] = {}  # by run folder: a resumed run's later record replaces its earlier one
@@ -42,6 +44,10 @@ def summarize(folder: Path) -> dict:
                     entry["loss_start_step"] = rows[0]["step"]
                     entry["loss_end"] = round(sum(r["loss"] for r in last) / len(last), 5)
                     entry["samples_per_s"] = round(sum(r["samples_per_s"] for r in rows) / len(rows), 1)
+            else:
+                key = ("steps", "batch_size", "seed", "seconds")
+                entry = next((dict(old) for old in previous.get(stage, [])
+                              if all(old.get(k) == entry[k] for k in key)), entry)
             runs[run_dir] = entry
         if runs:
             out[stage] = list(runs.values())
@@ -60,6 +66,8 @@ def ship(folder: Path, dest: Path) -> Path:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     shutil.copy2(folder / "model_index.json", staging / "model_index.json")
+    if (folder / "TRAINING.md").is_file():  # how it was trained, written by hand beside the weights
+        shutil.copy2(folder / "TRAINING.md", staging / "TRAINING.md")
     for component in index.components:
         (staging / component).mkdir()
         for name in ("config.json", HISTORY_FILE):
@@ -70,7 +78,9 @@ def ship(folder: Path, dest: Path) -> Path:
             tensors = {k: (v.to(torch.float16) if v.is_floating_point() else v).contiguous()
                        for k, v in load_file(weights).items()}
             save_file(tensors, staging / component / "model.safetensors")
-    (staging / "metrics_summary.json").write_text(json.dumps(summarize(folder), indent=2) + "\n")
+    shipped_with = folder / "metrics_summary.json"
+    previous = json.loads(shipped_with.read_text()) if shipped_with.is_file() else None
+    (staging / "metrics_summary.json").write_text(json.dumps(summarize(folder, previous), indent=2) + "\n")
     if dest.exists():
         shutil.rmtree(dest)
     staging.rename(dest)

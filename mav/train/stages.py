@@ -30,10 +30,11 @@ from mav.config import config_to_dict
 from mav.errors import ModelError, UsageError
 
 HISTORY_FILE = "training.json"
-# Min-SNR-γ by default for the ε/v-prediction UNets that draw images (Hang et al. 2023: ≈3× faster convergence).
-# Not for P (x0-prediction) or SR: the weight min(SNR, γ) on the x0 error all but drops the high-noise end, where
-# SR's x̂0 must already beat bicubic and P's sample is decided.
-MIN_SNR_GAMMA = {"decoder-image": 5.0, "decoder-video": 5.0, "interpolator": 5.0}
+# Min-SNR-γ by default only for D on images (Hang et al. 2023: ≈3× faster convergence on image generation). Its
+# weight min(SNR, γ) on the x0 error all but drops the high-noise end, which is where a stage must lean on its
+# conditioning: ↑F on its known frames (with it on, a fine-tune kept ignoring them), SR on its low-res input
+# (whose x̂0 from pure noise must already beat bicubic), P on the text; so those weight every timestep alike.
+MIN_SNR_GAMMA = {"decoder-image": 5.0}
 CFG_DROPOUT = 0.1  # chance a sample's conditioning is dropped, so classifier-free guidance has an unconditional model
 
 
@@ -629,7 +630,9 @@ class RecipeStep:
 
 RECIPES: dict[str, tuple[RecipeStep, ...]] = {
     "tiny": tuple(RecipeStep(s, 4, 4, 1e-3, warmup=1) for s in ORDER),
-    "shapes": (  # the embedded default (weights/shapes/TRAINING.md has the measured time of each stage)
+    "shapes": (  # the embedded default's full retrain, gated stage by stage; not yet run end to end (its
+                 # stages measured 15 samples/s for D on images, 1.2–3.5 for the video and SR stages, at one
+                 # thread on a 2-core CPU: many hours there; weights/shapes/TRAINING.md has what was run)
         RecipeStep("clip", 4000, 64, 1e-3, 0.995, warmup=200),
         RecipeStep("prior", 3000, 64, 1e-3, 0.998, warmup=200),
         RecipeStep("decoder-image", 4000, 32, 1e-3, 0.999, warmup=200),
