@@ -32,8 +32,9 @@ from mav.errors import ModelError, UsageError
 HISTORY_FILE = "training.json"
 # Min-SNR-γ by default only for D on images (Hang et al. 2023: ≈3× faster convergence on image generation). Its
 # weight min(SNR, γ) on the x0 error all but drops the high-noise end, which is where a stage must lean on its
-# conditioning: ↑F on its known frames (with it on, a fine-tune kept ignoring them), SR on its low-res input
-# (whose x̂0 from pure noise must already beat bicubic), P on the text; so those weight every timestep alike.
+# conditioning: ↑F on its known frames (a fine-tune with it, at half the lr, still ignored them after 100 steps),
+# SR on its low-res input (whose x̂0 from pure noise must already beat bicubic), P on the text; so those weight
+# every timestep alike.
 MIN_SNR_GAMMA = {"decoder-image": 5.0}
 CFG_DROPOUT = 0.1  # chance a sample's conditioning is dropped, so classifier-free guidance has an unconditional model
 
