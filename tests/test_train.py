@@ -305,6 +305,8 @@ def test_recipe_stops_at_the_first_stage_that_misses_its_gate(tiny_model, tmp_pa
     (["interpolator", "--model", "{fresh}"], 3, "decoder-video"),
     (["decoder-video", "--model", "{fresh}"], 3, "decoder-image"),
     (["prior", "--model", "{m}", "--data", "{tmp}/videos"], 2, "videos"),
+    (["prior", "--model", "{m}", "--min-snr-gamma", "-1"], 2, "--min-snr-gamma must be ≥ 0"),
+    (["recipe", "--preset", "tiny", "--model", "{m}", "--gate-n", "0"], 2, "--gate-n"),
 ])
 def test_bad_input(args, code, needle, ready_model, tiny_model, tmp_path, capsys):
     (tmp_path / "empty").mkdir()

@@ -21,12 +21,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from mav.conditioning import NATIVE_FPS, sr_cond
+from mav.conditioning import NATIVE_FPS
 from mav.errors import UsageError
 from mav.eval.judge import judge_video
 from mav.eval.metrics import (ATTRIBUTES, _Clock, _dense_skip, _extrapolation_section, _interpolation_section,
                               _noise_seeds, _sr_section, _to_frames, _to_tensor, eval_scene, motion, psnr)
-from mav.pipeline import generators
+from mav.pipeline import generators, randn
 from mav.train.shapes import PALETTE, SHAPES, SIZES, Scene, render_clip
 
 GATES = ("clip", "prior", "decoder-image", "decoder", "interpolator", "sr-low", "sr-high")
@@ -39,6 +39,8 @@ SMOOTH_VIDEOS_BAR = 0.90
 INTERPOLATION_MARGIN_DB = 3.0
 SR_MARGIN_DB = 2.0
 GATE_SECTION = 10  # scene streams 10, 11, …: apart from `mav eval`'s sections 0–5
+PRIOR_DECODE_SECTION = GATE_SECTION + 20  # the noise of D's images drawn from P's embeddings
+CHANCE = {"color": 1 / 7, "shape": 1 / 3, "size": 1 / 2, "bg": 1 / 8}  # colour: any but the background's
 
 
 @dataclass
@@ -137,8 +139,6 @@ def _decode_images(pipe, embed: torch.Tensor, captions: list[str], seed: int, se
         kwargs.pop("fps", None)
         kwargs["temporal"] = False
     gens = generators(_noise_seeds(seed, section, 0, b))
-    from mav.pipeline import randn
-
     noise = randn((b, 3, cfg.sample_size, cfg.sample_size), gens, pipe.device)
     out = pipe._sample("decoder", noise, cond, uncond, steps=pipe.steps_for("decoder", None),
                        guidance=pipe.guidance_for("decoder", None), gens=gens, label="gate D (images)")
@@ -152,8 +152,7 @@ def gate_decoder_image(pipe, n: int, seed: int) -> GateResult:
     embed = pipe.encode_images(_images(scenes, pipe.models["clip"].image_size, pipe.device))
     accuracy = _attribute_accuracy(_decode_images(pipe, embed, [s.describe() for s in scenes], seed,
                                                   GATE_SECTION + GATES.index("decoder-image")), scenes)
-    chance = {"color": 1 / 7, "shape": 1 / 3, "size": 1 / 2, "bg": 1 / 8}
-    rows = {a: (accuracy[a], chance[a], f"≥ {ATTRIBUTE_BAR:.2f}", accuracy[a] >= ATTRIBUTE_BAR) for a in ATTRIBUTES}
+    rows = {a: (accuracy[a], CHANCE[a], f"≥ {ATTRIBUTE_BAR:.2f}", accuracy[a] >= ATTRIBUTE_BAR) for a in ATTRIBUTES}
     return _result("decoder-image", rows, start, n=n)
 
 
@@ -175,9 +174,8 @@ def gate_prior(pipe, n: int, seed: int) -> GateResult:
     baseline = float((mean * truth).sum(-1).mean())
     rows = {"cosine": (cosine, baseline, "> baseline", cosine > baseline)}
     if "decoder" in pipe.models:
-        accuracy = _attribute_accuracy(_decode_images(pipe, embed, captions, seed, GATE_SECTION + 20), scenes)
-        chance = {"color": 1 / 7, "shape": 1 / 3, "size": 1 / 2, "bg": 1 / 8}
-        rows.update({a: (accuracy[a], chance[a], f"≥ {ATTRIBUTE_BAR:.2f}", accuracy[a] >= ATTRIBUTE_BAR)
+        accuracy = _attribute_accuracy(_decode_images(pipe, embed, captions, seed, PRIOR_DECODE_SECTION), scenes)
+        rows.update({a: (accuracy[a], CHANCE[a], f"≥ {ATTRIBUTE_BAR:.2f}", accuracy[a] >= ATTRIBUTE_BAR)
                      for a in ATTRIBUTES})
     return _result("prior", rows, start, n=n)
 
@@ -237,8 +235,6 @@ def sr_x0_psnr(pipe, stage: str, n: int, seed: int) -> tuple[float, float]:
     if stage == "sr_high":
         low = low[:, :, 0]
     gens = generators(_noise_seeds(seed, GATE_SECTION + GATES.index(stage.replace("_", "-")), 0, n))
-    from mav.pipeline import randn
-
     aug = randn(tuple(low.shape), gens, pipe.device) if cfg.aug_cond else None
     kwargs, up = pipe._sr_inputs(stage, low, aug, n, pipe.defaults.fps * pipe.defaults.interpolation_factor)
     t = torch.full((n,), schedule.num_timesteps - 1, dtype=torch.long)
