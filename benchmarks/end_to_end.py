@@ -25,7 +25,7 @@ from pathlib import Path
 
 from benchmarks.harness import add_common_options, markdown_table, median, note, pipeline_model, prepare, write_json
 
-STAGES = {"prior": "P", "decoder": "D^t", "interpolator": "↑F", "sr_low": "SR^t_l", "sr_high": "SR_h"}
+STAGE_SYMBOLS = {"prior": "P", "decoder": "D^t", "interpolator": "↑F", "sr_low": "SR^t_l", "sr_high": "SR_h"}
 
 
 def run_generate(model: str | None, prompt: str, dtype: str, seed: int, frames: int | None, threads: int | None,
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                     run = run_generate(model, args.prompt, dtype, args.seed, frames, args.threads, extra, Path(tmp))
                     if i >= args.warmup:
                         runs.append(run)
-                stages = {s: median([r["result"]["stages"].get(s, float("nan")) for r in runs]) for s in STAGES}
+                stages = {s: median([r["result"]["stages"].get(s, float("nan")) for r in runs]) for s in STAGE_SYMBOLS}
                 first = runs[0]["result"]
                 rows.append({"model": label, "dtype": dtype, "stages_s": stages,
                              "generate_s": median([r["result"]["seconds"] for r in runs]),
@@ -90,10 +90,10 @@ def main(argv: list[str] | None = None) -> int:
                              "video": {"frames": first["frames"], "fps": first["fps"], "size": first["size"]},
                              "skipped": first["skipped"], "runs": runs})
 
-    headers = ["model", "dtype", "video f × h × w", *(f"{s} s" for s in STAGES.values()), "generate s",
+    headers = ["model", "dtype", "video f × h × w", *(f"{s} s" for s in STAGE_SYMBOLS.values()), "generate s",
                "process s", "peak RSS MiB"]
     table = [[r["model"], r["dtype"], f"{r['video']['frames']} × {r['video']['size'][1]} × {r['video']['size'][0]}",
-              *(r["stages_s"][s] if s not in r["skipped"] else "skipped" for s in STAGES), r["generate_s"],
+              *(r["stages_s"][s] if s not in r["skipped"] else "skipped" for s in STAGE_SYMBOLS), r["generate_s"],
               r["process_s"], r["peak_rss_mib"]] for r in rows]
     print(markdown_table(headers, table))
     write_json(args.json, "end_to_end", args, rows)

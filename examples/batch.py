@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import mav
-from mav.media import slugify
+from mav.checks import slugify
 
 
 def main() -> None:

@@ -11,12 +11,14 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from mav.errors import MavError, MediaError, OutOfMemory, UsageError
+from mav import checks
+from mav.errors import MavError, ModelError, OutOfMemory, UsageError
 
 app = typer.Typer(
     name="mav",
@@ -55,7 +57,6 @@ CompileOpt = Annotated[bool, typer.Option(
                       "but compiling takes minutes, so it pays off only over many videos (batch jobs).")]
 CacheOpt = Annotated[Optional[str], typer.Option(help="Hub cache folder (default: huggingface_hub's).")]
 
-STAGE_NAMES = ("prior", "decoder", "interpolator", "sr_low", "sr_high")
 
 
 @app.callback()
@@ -64,90 +65,69 @@ def _root() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Input checks (all before any model is loaded)
+# Input checks: everything that needs no model runs before torch is imported (mav.checks), then what the model's
+# configs say it can serve, and only then does the model load.
 
 
-def _per_stage(option: str, value: str | None, cast, minimum: float):
-    """'N' → N for all stages; 'decoder=30,sr_low=10' → a dict. Each value checked against `minimum`."""
-    if value is None:
-        return None
-    try:
-        if "=" not in value:
-            parsed = cast(value)
-            _check_min(option, parsed, minimum)
-            return parsed
-        out = {}
-        for item in value.split(","):
-            stage, _, number = item.partition("=")
-            stage = stage.strip().replace("-", "_")
-            if stage not in STAGE_NAMES:
-                raise UsageError(f"{option}: unknown stage {stage!r}; stages are {', '.join(STAGE_NAMES)}")
-            out[stage] = cast(number)
-            _check_min(option, out[stage], minimum)
-        return out
-    except ValueError:
-        raise UsageError(f"{option} must be a number or stage=number pairs, got {value!r}") from None
+@dataclass
+class Run:
+    """The checked options every sampling command shares."""
+
+    seed: int
+    steps: int | dict | None
+    guidance: float | dict | None
+    sampler: str | None
+    device: str
+    dtype: str
 
 
-def _check_min(option: str, value: float, minimum: float) -> None:
-    if value < minimum:
-        raise UsageError(f"{option} must be ≥ {minimum:g}, got {value:g}")
+def _check_common(seed: int | None, fps: float | None = None, num_frames: int | None = None,
+                  factor: int | None = None, *, min_frames: int = 1, prompt: str | None = None,
+                  steps: str | None = None, guidance: str | None = None, sampler: str | None = None,
+                  device: str = "auto", dtype: str = "fp32") -> Run:
+    """The checks every mode shares (torch-free); the seed is drawn here when not given."""
+    checks.at_least("--num-frames", num_frames, min_frames)
+    checks.at_least("--factor", factor, 1)
+    checks.fps(fps)
+    checks.prompt(prompt)
+    checks.device_name(device)
+    checks.dtype_name(dtype, device)
+    return Run(checks.seed(seed), checks.per_stage("--steps", steps, int, 1),
+               checks.per_stage("--guidance-scale", guidance, float, 0), checks.sampler(sampler), device, dtype)
 
 
-def _read_prompts(prompt: str | None, prompts_file: str | None) -> list[str]:
-    """The prompt argument, a prompts file (`-` for stdin), or stdin when it is not a terminal."""
-    if prompt is not None and prompts_file is not None:
-        raise UsageError("give either a prompt or --prompts-file, not both")
-    if prompt is not None:
-        if not prompt.strip():
-            raise UsageError("prompt is empty")
-        return [prompt.strip()]
-    if prompts_file is None and sys.stdin is not None and sys.stdin.isatty():
-        raise UsageError("no prompt given: pass PROMPT, --prompts-file FILE, or pipe prompts on stdin")
-    if prompts_file is None or prompts_file == "-":
-        text, source = (sys.stdin.read() if sys.stdin is not None else ""), "stdin"
-    else:
-        path = Path(prompts_file)
-        if not path.is_file():
-            raise MediaError(f"prompts file {path} does not exist or is not a file")
-        try:
-            text, source = path.read_text(encoding="utf-8"), str(path)
-        except (OSError, UnicodeDecodeError) as err:
-            raise MediaError(f"cannot read prompts file {path}: {err}") from None
-    prompts = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
-    if not prompts:
-        raise UsageError(f"no prompts in {source} (empty, or only blank and # lines)")
-    return prompts
+@dataclass
+class Checked:
+    """A model folder checked without torch (index, configs, safetensors headers), and what it was asked with."""
+
+    folder: Path
+    configs: dict
+    defaults: object
+    offline: bool
 
 
-def _outputs(template: str, count: int, seeds: list[int], slugs: list[str], overwrite: bool) -> list[str]:
-    """Expand -o for each result and check every output before any heavy work (missing folders are made later)."""
-    from mav.media import check_output, expand_output_template
+def _model(model: str | None, revision: str | None, offline: bool, cache_dir: str | None = None) -> Checked:
+    from mav import hub
 
-    fields_used = any(f"{{{name}" in template for name in ("index", "seed", "slug"))
-    if count > 1 and not fields_used:
-        raise UsageError(f"-o {template!r} would write {count} videos to one file; add {{index}}, e.g. "
-                         f"'out/{{index}}-{{seed}}.mp4'")
-    paths = [expand_output_template(template, index=i, seed=seeds[i], slug=slugs[i]) for i in range(count)]
-    if len({os.path.normpath(p) for p in paths}) != len(paths):
-        raise UsageError(f"-o {template!r} gives the same file name to several videos; add {{index}}")
-    for p in paths:
-        check_output(p, overwrite=overwrite, make_parents=True)
-    return paths
+    folder = hub.resolve_model(model, revision=revision, offline=offline, cache_dir=cache_dir)
+    return Checked(folder, hub.check_model(folder), hub.load_index(folder).defaults, offline)
 
 
-def _pipeline(model, revision, offline, device, dtype, quiet, sampler=None, cache_dir=None, compile_=False):
+def _pipeline(model: Checked, run: Run, quiet: bool, compile_: bool = False):
+    """Load the checked model folder (the first and only time torch is imported)."""
     from mav.pipeline import Pipeline
     from mav.progress import reporter_for
 
     reporter = reporter_for(quiet)
-    pipe = Pipeline.load(model, revision=revision, offline=offline, device=device, dtype=dtype,
-                         cache_dir=cache_dir, reporter=reporter)
+    warning = checks.bf16_warning(run.dtype, run.device)
+    if warning:
+        reporter.message(f"mav: warning: {warning}")
+    pipe = Pipeline.load(model.folder, offline=model.offline, device=run.device, dtype=run.dtype, reporter=reporter)
     if pipe.skipped:
         reporter.message(f"model has no {', '.join(pipe.skipped)}: skipping those stages")
     if compile_:
         pipe.compile()
-    return pipe.configure(sampler=sampler)
+    return pipe.configure(sampler=run.sampler)
 
 
 def _emit(video, path: str, as_json: bool, seconds: float, overwrite: bool) -> None:
@@ -166,29 +146,11 @@ def _emit(video, path: str, as_json: bool, seconds: float, overwrite: bool) -> N
         print(path, flush=True)
 
 
-def _check_common(seed: int | None, fps: float | None = None, num_frames: int | None = None,
-                  factor: int | None = None, *, min_frames: int = 1, prompt: str | None = None,
-                  steps: str | None = None, guidance: str | None = None) -> tuple[int, object, object]:
-    """The checks every mode shares; returns the seed (drawn if not given) and the parsed steps and guidance."""
-    from mav.pipeline import check_seed
-
-    if num_frames is not None:
-        _check_min("--num-frames", num_frames, min_frames)
-    if factor is not None:
-        _check_min("--factor", factor, 1)
-    if fps is not None and fps <= 0:
-        raise UsageError(f"--fps must be > 0, got {fps:g}")
-    if prompt is not None and not prompt.strip():
-        raise UsageError("prompt is empty")
-    return (check_seed(seed), _per_stage("--steps", steps, int, 1),
-            _per_stage("--guidance-scale", guidance, float, 0))
-
-
-def _read_input(path: str, allow_image: bool = True):
-    """Read an input image or video up front, so a bad file fails before the model loads (exit 4)."""
+def _read_input(path: str):
+    """Decode an input image or video (already checked by its header) for the model."""
     from mav.media import read_media
 
-    return read_media(path, allow_image=allow_image)
+    return read_media(path)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -213,28 +175,46 @@ def generate(
     quiet: QuietOpt = False, compile_: CompileOpt = False,
 ) -> None:
     """Text → video through the whole cascade: P → D^t → ↑F → SR^t_l → SR_h."""
-    from mav.media import slugify
-    from mav.pipeline import MAX_SEED, STAGES
-
-    # 1. check every input before any model loads
-    prompts = _read_prompts(prompt, prompts_file)
-    base_seed, steps_v, guidance_v = _check_common(seed, fps, num_frames, factor, steps=steps,
-                                                   guidance=guidance_scale)
-    _check_min("--batch-size", batch_size, 1)
-    if until not in STAGES:
-        raise UsageError(f"--until must be one of {', '.join(STAGES)}, got {until!r}")
-    seeds = [(base_seed + i) % (MAX_SEED + 1) for i in range(len(prompts))]
+    # 1. every check that needs no model, before torch is imported
+    prompts = checks.read_prompts(prompt, prompts_file)
+    run = _check_common(seed, fps, num_frames, factor, steps=steps, guidance=guidance_scale, sampler=sampler,
+                        device=device, dtype=dtype)
+    checks.at_least("--batch-size", batch_size, 1)
+    checks.until(until)
+    seeds = checks.prompt_seeds(run.seed, len(prompts))
     template = output or ("{slug}-{seed}.mp4" if len(prompts) == 1 else "{index:03d}-{slug}-{seed}.mp4")
-    paths = _outputs(template, len(prompts), seeds, [slugify(p) for p in prompts], overwrite)
-    # 2. load the model once, then sample the prompts in batches, saving each video as soon as it is done
-    pipe = _pipeline(model, revision, offline, device, dtype, quiet, sampler, compile_=compile_)
+    paths = checks.outputs(template, seeds, [checks.slugify(p) for p in prompts], overwrite)
+    # 2. what the model's configs say it can serve
+    checked = _model(model, revision, offline)
+    _servable(checked, run, num_frames=num_frames, factor=factor, batch=min(batch_size, len(prompts)))
+    # 3. load the model once, then sample the prompts in batches, saving each video as soon as it is done
+    pipe = _pipeline(checked, run, quiet, compile_)
     for s in range(0, len(prompts), batch_size):
         start = time.perf_counter()
         videos = pipe.generate(prompts[s:s + batch_size], negative_prompt=negative_prompt, seed=seeds[s],
-                               num_frames=num_frames, fps=fps, interpolation_factor=factor, steps=steps_v,
-                               guidance=guidance_v, until=until)
+                               num_frames=num_frames, fps=fps, interpolation_factor=factor, steps=run.steps,
+                               guidance=run.guidance, until=until)
         for i, video in enumerate(videos):
             _emit(video, paths[s + i], json_out, (time.perf_counter() - start) / len(videos), overwrite)
+
+
+def _servable(model: Checked, run: Run, *, num_frames: int | None, factor: int | None, batch: int = 1) -> None:
+    """Refuse, before the model loads, a factor ↑F was not trained for and base frames that would not fit."""
+    factor = factor or model.defaults.interpolation_factor
+    checks.factor_served(factor, model.configs)
+    # on a GPU, its free memory is asked of torch once the model loads (the Pipeline checks the same request)
+    if run.device == "cpu" or (run.device == "auto" and not checks.may_have_cuda()):
+        checks.generation_fits(model.configs, num_frames=num_frames or model.defaults.num_frames, factor=factor,
+                               batch=batch, available=checks.available_memory())
+
+
+def _input(path: str, what: str, *, image: bool = True, video: bool = True, min_frames: int = 1,
+           mode: str = "") -> str:
+    """Check an input file by its header (and its frame count where the mode needs several); returns its kind."""
+    kind = checks.input_media(path, image=image, video=video, what=what)
+    if min_frames > 1:
+        checks.input_frames(checks.probe_frames(path, kind), min_frames, path, mode)
+    return kind
 
 
 @app.command("animate-image", epilog="Example:\n\n  mav animate-image photo.png -o anim.mp4")
@@ -250,15 +230,18 @@ def animate_image(
     quiet: QuietOpt = False, compile_: CompileOpt = False,
 ) -> None:
     """Image → video: keep the image as frame 0 and generate what follows."""
-    seed, steps_v, guidance_v = _check_common(seed, fps, num_frames, factor, min_frames=2, prompt=prompt,
-                                              steps=steps, guidance=guidance_scale)
+    run = _check_common(seed, fps, num_frames, factor, min_frames=2, prompt=prompt, steps=steps,
+                        guidance=guidance_scale, sampler=sampler, device=device, dtype=dtype)
+    _input(image, "image", video=False)
+    (path,) = checks.outputs(output or f"{Path(image).stem}-animated-{{seed}}.mp4", [run.seed], [Path(image).stem],
+                             overwrite)
+    checked = _model(model, revision, offline)
+    _servable(checked, run, num_frames=num_frames, factor=factor)
+    pipe = _pipeline(checked, run, quiet, compile_)
     picture = _read_input(image)
-    (path,) = _outputs(output or f"{Path(image).stem}-animated-{{seed}}.mp4", 1, [seed], [Path(image).stem],
-                       overwrite)
-    pipe = _pipeline(model, revision, offline, device, dtype, quiet, sampler, compile_=compile_)
     start = time.perf_counter()
-    video = pipe.animate_image(picture, prompt, seed=seed, num_frames=num_frames, fps=fps,
-                               interpolation_factor=factor, steps=steps_v, guidance=guidance_v)
+    video = pipe.animate_image(picture, prompt, seed=run.seed, num_frames=num_frames, fps=fps,
+                               interpolation_factor=factor, steps=run.steps, guidance=run.guidance)
     _emit(video, path, json_out, time.perf_counter() - start, overwrite)
 
 
@@ -279,18 +262,24 @@ def interpolate(
     quiet: QuietOpt = False, compile_: CompileOpt = False,
 ) -> None:
     """Generate the frames between two images, or raise a video's frame rate by --factor."""
-    seed, steps_v, guidance_v = _check_common(seed, fps, num_frames, factor, min_frames=2, prompt=prompt,
-                                              steps=steps, guidance=guidance_scale)
-    if last is None and factor is not None:
-        _check_min("--factor", factor, 2)
-    a = _read_input(first, allow_image=last is not None)
+    run = _check_common(seed, fps, num_frames, factor, min_frames=2, prompt=prompt, steps=steps,
+                        guidance=guidance_scale, sampler=sampler, device=device, dtype=dtype)
+    if last is None:
+        checks.at_least("--factor", factor, 2)
+        _input(first, "video", image=False, min_frames=2, mode="raising the frame rate")
+    else:
+        _input(first, "first image", video=False)
+        _input(last, "last image", video=False)
+    (path,) = checks.outputs(output or f"{Path(first).stem}-interpolated-{{seed}}.mp4", [run.seed],
+                             [Path(first).stem], overwrite)
+    checked = _model(model, revision, offline)
+    _servable(checked, run, num_frames=num_frames if last is not None else None, factor=factor)
+    pipe = _pipeline(checked, run, quiet, compile_)
+    a = _read_input(first)
     b = _read_input(last) if last is not None else None
-    (path,) = _outputs(output or f"{Path(first).stem}-interpolated-{{seed}}.mp4", 1, [seed], [Path(first).stem],
-                       overwrite)
-    pipe = _pipeline(model, revision, offline, device, dtype, quiet, sampler, compile_=compile_)
     start = time.perf_counter()
-    video = pipe.interpolate(a, b, factor=factor, prompt=prompt, seed=seed, num_frames=num_frames, fps=fps,
-                             steps=steps_v, guidance=guidance_v)
+    video = pipe.interpolate(a, b, factor=factor, prompt=prompt, seed=run.seed, num_frames=num_frames, fps=fps,
+                             steps=run.steps, guidance=run.guidance)
     _emit(video, path, json_out, time.perf_counter() - start, overwrite)
 
 
@@ -305,14 +294,17 @@ def extrapolate(
     quiet: QuietOpt = False, compile_: CompileOpt = False,
 ) -> None:
     """Continue a video for any number of frames."""
-    seed, steps_v, guidance_v = _check_common(seed, prompt=prompt, steps=steps, guidance=guidance_scale)
-    _check_min("--frames", frames, 1)
-    clip = _read_input(video, allow_image=False)
-    (path,) = _outputs(output or f"{Path(video).stem}-extended-{{seed}}.mp4", 1, [seed], [Path(video).stem],
-                       overwrite)
-    pipe = _pipeline(model, revision, offline, device, dtype, quiet, sampler, compile_=compile_)
+    run = _check_common(seed, prompt=prompt, steps=steps, guidance=guidance_scale, sampler=sampler, device=device,
+                        dtype=dtype)
+    checks.at_least("--frames", frames, 1)
+    _input(video, "video", image=False)
+    (path,) = checks.outputs(output or f"{Path(video).stem}-extended-{{seed}}.mp4", [run.seed], [Path(video).stem],
+                             overwrite)
+    checked = _model(model, revision, offline)
+    pipe = _pipeline(checked, run, quiet, compile_)
+    clip = _read_input(video)
     start = time.perf_counter()
-    out = pipe.extrapolate(clip, frames, prompt=prompt, seed=seed, steps=steps_v, guidance=guidance_v)
+    out = pipe.extrapolate(clip, frames, prompt=prompt, seed=run.seed, steps=run.steps, guidance=run.guidance)
     _emit(out, path, json_out, time.perf_counter() - start, overwrite)
 
 
@@ -330,22 +322,22 @@ def variations(
     quiet: QuietOpt = False, compile_: CompileOpt = False,
 ) -> None:
     """New videos like the input: its CLIP image embedding, and the input partly noised."""
-    from mav.pipeline import MAX_SEED
-
-    seed, steps_v, guidance_v = _check_common(seed, None, num_frames, factor, prompt=prompt, steps=steps,
-                                              guidance=guidance_scale)
-    _check_min("-n", n, 1)
-    if not 0.0 < strength <= 1.0:
-        raise UsageError(f"--strength must be in (0, 1], got {strength:g}")
-    clip = _read_input(source)
-    seeds = [(seed + i) % (MAX_SEED + 1) for i in range(n)]
+    run = _check_common(seed, None, num_frames, factor, prompt=prompt, steps=steps, guidance=guidance_scale,
+                        sampler=sampler, device=device, dtype=dtype)
+    checks.at_least("-n", n, 1)
+    checks.strength(strength)
+    _input(source, "input")
+    seeds = checks.prompt_seeds(run.seed, n)
     stem = Path(source).stem
     template = output or (f"{stem}-variation-{{seed}}.mp4" if n == 1 else f"{stem}-variation-{{index}}-{{seed}}.mp4")
-    paths = _outputs(template, n, seeds, [stem] * n, overwrite)
-    pipe = _pipeline(model, revision, offline, device, dtype, quiet, sampler, compile_=compile_)
+    paths = checks.outputs(template, seeds, [stem] * n, overwrite)
+    checked = _model(model, revision, offline)
+    _servable(checked, run, num_frames=num_frames, factor=factor, batch=n)
+    pipe = _pipeline(checked, run, quiet, compile_)
+    clip = _read_input(source)
     start = time.perf_counter()
-    videos = pipe.variations(clip, n, strength=strength, prompt=prompt, seed=seed, num_frames=num_frames,
-                             interpolation_factor=factor, steps=steps_v, guidance=guidance_v)
+    videos = pipe.variations(clip, n, strength=strength, prompt=prompt, seed=run.seed, num_frames=num_frames,
+                             interpolation_factor=factor, steps=run.steps, guidance=run.guidance)
     for video, path in zip(videos, paths):
         _emit(video, path, json_out, (time.perf_counter() - start) / n, overwrite)
 
@@ -360,17 +352,18 @@ def upscale(
     compile_: CompileOpt = False,
 ) -> None:
     """Spatiotemporal (SR^t_l) and spatial (SR_h) super-resolution of any video."""
-    seed, steps_v, _ = _check_common(seed, steps=steps)
-    stages = tuple(s.replace("-", "_") for s in (stage or ["sr_low", "sr_high"]))
-    for s in stages:
-        if s not in ("sr_low", "sr_high"):
-            raise UsageError(f"--stage must be sr_low or sr_high, got {s!r}")
+    run = _check_common(seed, steps=steps, sampler=sampler, device=device, dtype=dtype)
+    stages = checks.sr_stages(stage)
+    _input(video, "input")
+    (path,) = checks.outputs(output or f"{Path(video).stem}-upscaled-{{seed}}.mp4", [run.seed], [Path(video).stem],
+                             overwrite)
+    checked = _model(model, revision, offline)
+    if not any(s in checked.configs for s in stages):
+        raise ModelError(f"{checked.folder} has none of the super-resolution stages {', '.join(stages)}")
+    pipe = _pipeline(checked, run, quiet, compile_)
     clip = _read_input(video)
-    (path,) = _outputs(output or f"{Path(video).stem}-upscaled-{{seed}}.mp4", 1, [seed], [Path(video).stem],
-                       overwrite)
-    pipe = _pipeline(model, revision, offline, device, dtype, quiet, sampler, compile_=compile_)
     start = time.perf_counter()
-    out = pipe.upscale(clip, seed=seed, steps=steps_v, stages=stages)
+    out = pipe.upscale(clip, seed=run.seed, steps=run.steps, stages=stages)
     _emit(out, path, json_out, time.perf_counter() - start, overwrite)
 
 
@@ -476,15 +469,10 @@ def train(
 ) -> None:
     """Train a stage of the cascade, in the paper's order, on one process or under torchrun."""
     from mav import hub
-    from mav.pipeline import resolve_device
-    from mav.progress import reporter_for
-    from mav.train.distributed import teardown_distributed
-    from mav.train.loop import TrainConfig
-    from mav.errors import GateFailed
-    from mav.train.stages import (StageOptions, completed, default_run_dir, gate_stage, recipe, run_stage,
-                                  stage_spec)
+    from mav.train.options import TrainConfig, default_run_dir, recipe
 
-    # 1. check every input before anything loads
+    # 1. check every input before torch is imported
+    checks.training_stage(stage)
     if stage == "recipe":
         plan = recipe(preset or "")
         if run_dir is not None:
@@ -492,25 +480,34 @@ def train(
     else:
         if preset is not None:
             raise UsageError("--preset goes with `mav train recipe`")
-        stage_spec(stage)
         plan = None
-    if data_format not in (None, "images", "videos", "shards"):
-        raise UsageError(f"--data-format must be images, videos or shards, got {data_format!r}")
-    if data != "shapes" and not Path(data).exists():
-        raise MediaError(f"--data {data}: no such file or folder (use 'shapes' for the procedural world)")
-    _check_min("--max-skip", max_skip, 1)
-    if spatial_lr_scale < 0:
-        raise UsageError(f"--spatial-lr-scale must be ≥ 0, got {spatial_lr_scale:g}")
-    dev = resolve_device(device)
-    folder = hub.check_model_folder(Path(model))
-    if min_snr_gamma is not None and min_snr_gamma < 0:
-        raise UsageError(f"--min-snr-gamma must be ≥ 0, got {min_snr_gamma:g}")
-    _check_min("--gate-n", gate_n, 1)
-    options = StageOptions(spatial_lr_scale=spatial_lr_scale, max_skip=max_skip, data_format=data_format,
-                           min_snr_gamma=min_snr_gamma)
+    checks.data_source(data, data_format)
+    checks.at_least("--max-skip", max_skip, 1)
+    checks.at_least("--spatial-lr-scale", spatial_lr_scale, 0)
+    checks.at_least("--min-snr-gamma", min_snr_gamma, 0)
+    checks.at_least("--gate-n", gate_n, 1)
+    checks.device_name(device)
     common = dict(lr=lr, warmup_steps=warmup, schedule=schedule, grad_accum=grad_accum, grad_clip=grad_clip,
                   ema_decay=ema_decay, checkpoint_every=checkpoint_every, log_every=log_every, seed=seed, bf16=bf16,
                   fsdp=fsdp)
+    TrainConfig(steps=steps, batch_size=batch_size, **common)  # its own checks of every value
+    folder = hub.check_model_folder(Path(model))
+    hub.check_model(folder)
+    if plan is None and not resume:
+        existing = Path(run_dir) if run_dir is not None else default_run_dir(folder, stage)
+        if (existing / "checkpoint.pt").exists():
+            raise UsageError(f"{existing} already holds a checkpoint of {stage}: pass --resume to continue it, or "
+                             f"--run-dir DIR to start a new run elsewhere")
+
+    from mav.errors import GateFailed
+    from mav.pipeline import resolve_device
+    from mav.progress import reporter_for
+    from mav.train.distributed import teardown_distributed
+    from mav.train.stages import StageOptions, completed, gate_stage, run_stage
+
+    dev = resolve_device(device)
+    options = StageOptions(spatial_lr_scale=spatial_lr_scale, max_skip=max_skip, data_format=data_format,
+                           min_snr_gamma=min_snr_gamma)
     reporter = reporter_for(quiet)
     device_name = None if device == "auto" else str(dev)
     try:
@@ -564,32 +561,25 @@ def eval_(
     """Measure a model on held-out shapes-world scenes: text faithfulness, presence and motion, ↑F, SR,
     extrapolation and wall time. Stages the model lacks are reported as skipped. With --stage, gate single stages
     against their trivial baselines (linear blend, bicubic, chance …) in a minute or two each."""
-    from mav.eval.metrics import MAX_N
-    from mav.pipeline import STAGES, check_seed
-
-    # 1. check every input before the model loads
-    if not 1 <= n <= MAX_N:
-        raise UsageError(f"-n must be in 1…{MAX_N}, got {n}")
-    check_seed(seed)
-    if until not in STAGES:
-        raise UsageError(f"--until must be one of {', '.join(STAGES)}, got {until!r}")
-    _check_min("--batch-size", batch_size, 1)
-    steps_v = _per_stage("--steps", steps, int, 1)
+    # 1. check every input before torch is imported
+    checks.eval_count(n)
+    run = _check_common(seed, steps=steps, sampler=sampler, device=device, dtype=dtype)
+    checks.until(until)
+    checks.at_least("--batch-size", batch_size, 1)
     gates = None
     if stage is not None:
-        from mav.eval.gates import GATES, check_gate
-
-        gates = list(GATES) if stage == "all" else [check_gate(g.strip()) for g in stage.split(",")]
-        if steps_v is not None:
+        gates = checks.gates(stage)
+        if run.steps is not None:
             raise UsageError("--steps does not go with --stage: gates sample with the model's own steps")
+    checked = _model(model, revision, offline)
     # 2. load the model, evaluate, print one table per section (or one JSON object)
-    pipe = _pipeline(model, revision, offline, device, dtype, quiet, sampler)
+    pipe = _pipeline(checked, run, quiet)
     if gates is not None:
         _gates(pipe, gates, n, seed, json_out)
         return
     from mav.eval.metrics import evaluate
 
-    report = evaluate(pipe, n, seed, steps_v, until=until, batch_size=batch_size)
+    report = evaluate(pipe, n, seed, run.steps, until=until, batch_size=batch_size)
     if json_out:
         print(json.dumps(report), flush=True)
         return

@@ -7,12 +7,48 @@ embedding scale that differs between the two would silently ruin a model).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from einops import rearrange, repeat
 from torch import Tensor
 
 NATIVE_FPS = 30.0  # the frame rate a frame skip k divides: a clip with skip k has fps 30/k
+
+
+@dataclass
+class Text:
+    """CLIP text conditioning for a batch: per-token states, pooled embedding, token mask."""
+
+    tokens: Tensor  # b L d
+    pooled: Tensor  # b D
+    mask: Tensor  # b L (True = real token)
+
+
+def unet_inputs(config, batch: int, *, embed: Tensor | None = None, text: Text | None = None,
+                fps: float | Tensor | None = None, cond: Tensor | None = None, aug_level: Tensor | None = None,
+                device: torch.device | str = "cpu") -> dict:
+    """The keyword arguments of a UNet call, limited to what its config uses; training and sampling both build
+    them here.
+
+    embed: (b, D) CLIP image embedding, zeros when None (the unconditional embedding); text: the prompt's token
+    states; fps: one rate for the batch or (b,) rates, left out when None; cond: the extra input channels (↑F's
+    masked frames, SR's upsampled input); aug_level: (b,) noise-augmentation std of an SR input. `device` is where
+    filled-in tensors go.
+    """
+    kwargs: dict = {}
+    if cond is not None:
+        kwargs["cond"] = cond
+    if config.image_embed_dim:
+        kwargs["image_embed"] = embed if embed is not None else torch.zeros(batch, config.image_embed_dim,
+                                                                           device=device)
+    if config.text_dim and text is not None:
+        kwargs["text_tokens"], kwargs["text_mask"] = text.tokens, text.mask
+    if config.fps_cond and fps is not None:
+        kwargs["fps"] = fps if isinstance(fps, Tensor) else torch.full((batch,), float(fps), device=device)
+    if config.aug_cond and aug_level is not None:
+        kwargs["aug_level"] = aug_level
+    return kwargs
 
 
 def prior_scale(embed_dim: int) -> float:

@@ -7,9 +7,7 @@ with `config.json` (one of the component configs below) and `model.safetensors`.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 from mav.errors import ModelError
@@ -239,10 +237,6 @@ class ModelIndex:
             raise ModelError(f"model_index.json has bad defaults: {err}") from None
         return cls(components=tuple(data["components"]), defaults=defaults, name=data.get("name", ""),
                    format_version=version)
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------------------------

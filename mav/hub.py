@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import threading
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from mav.config import (COMPONENTS, CONFIG_CLASSES, ClipConfig, ComponentConfig, ModelIndex, config_from_dict,
                         config_to_dict, preset)
+from mav import files
+from mav.checks import first_line
 from mav.errors import MediaError, ModelError, UsageError
 
 if TYPE_CHECKING:
@@ -173,21 +174,16 @@ def _download(spec: str, repo_id: str, id_revision: str | None, *, revision: str
     except RevisionNotFoundError:
         raise ModelError(f"Hub repo {repo_id} has no revision {revision!r}") from None
     except HFValidationError as err:
-        raise ModelError(f"invalid Hub id {spec!r}: {_first_line(err)}") from None
+        raise ModelError(f"invalid Hub id {spec!r}: {first_line(err)}") from None
     except HfHubHTTPError as err:
-        raise ModelError(f"the Hub refused {name}: {_first_line(err)}") from None
+        raise ModelError(f"the Hub refused {name}: {first_line(err)}") from None
     except (OSError, ConnectionError) as err:
-        raise ModelError(f"could not download {name}: {_first_line(err)}; run `mav pull {pull_id}` "
+        raise ModelError(f"could not download {name}: {first_line(err)}; run `mav pull {pull_id}` "
                          f"again or pass a folder") from None
     folder = Path(folder)
     if not (folder / INDEX_FILE).is_file():
         raise ModelError(f"Hub repo {name} is not a mav model: it has no {INDEX_FILE}")
     return folder
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -228,8 +224,11 @@ def load_component(folder: str | Path, component: str, device: str | torch.devic
                    dtype: torch.dtype | None = None, *, offline: bool = False) -> nn.Module:
     """Rebuild `component` from `folder` in eval mode without gradients, on `device` in `dtype` (float32).
 
-    Strict: only `model.safetensors` is read, and every tensor the module expects must be there with its
-    shape, and nothing else. A CLIP config that names a pretrained open_clip model loads through open_clip.
+    Strict, and safe against a wrong or hostile config: the module is first built on the meta device (no memory)
+    and its tensor names and shapes are checked against the safetensors header, so a config that disagrees with
+    its weights is a ModelError naming the config fields involved before a single tensor is allocated. Only then
+    are the tensors read and the module built with its parameters taken from the file. A CLIP config that names a
+    pretrained open_clip model loads through open_clip.
     """
     import torch
 
@@ -240,10 +239,15 @@ def load_component(folder: str | Path, component: str, device: str | torch.devic
 
         module = ClipModel.from_pretrained(config, offline=offline)
     else:
+        path = folder / component / WEIGHTS_FILE
+        header = read_header(folder / component)
+        with torch.device("meta"):
+            skeleton = _build(component, config)
+        _check_keys({k: tuple(v.shape) for k, v in skeleton.state_dict().items()}, header, path, config)
+        del skeleton
         tensors = _read_weights(folder / component)
         with _parameters_on_meta():
             module = _build(component, config)
-        _check_keys(module, tensors, folder / component / WEIGHTS_FILE)
         module.load_state_dict(tensors, strict=True, assign=True)
         left = [name for name, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
         if left:  # only a module that creates parameters outside register_parameter gets here
@@ -260,39 +264,49 @@ def _build(component: str, config: ComponentConfig) -> nn.Module:
     return build_component(component, config)
 
 
-_META_LOCK = threading.Lock()
+_LOADING = threading.local()
 
 
 @contextmanager
 def _parameters_on_meta() -> Iterator[None]:
-    """Create every parameter on the meta device (no memory, no random init); buffers stay real.
-
-    Building wholly under `torch.device("meta")` would also leave non-persistent buffers (causal masks,
-    frequency tables such as open_clip's `attn_mask`) on meta, and nothing in the file can fill them. Moving only
-    parameters, as accelerate's `init_empty_weights(include_buffers=False)` does, lets each module compute its
-    own buffers as usual. It patches `nn.Module.register_parameter` for the duration, hence the lock.
-    """
+    """While a module is built in this thread, create its parameters on the meta device (no memory, no random
+    init); buffers stay real, so that non-persistent ones (causal masks, frequency tables such as open_clip's
+    `attn_mask`), which no file holds, are computed as usual. Other threads are not affected: torch's parameter
+    registration hook is installed only for the duration and acts only in the thread that asked for it."""
     from torch import nn
+    from torch.nn.modules.module import register_module_parameter_registration_hook
 
-    original = nn.Module.register_parameter
+    def to_meta(module: nn.Module, name: str, param: nn.Parameter | None) -> nn.Parameter | None:
+        if getattr(_LOADING, "active", False) and param is not None and not param.is_meta:
+            return nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+        return None
 
-    def register_parameter(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
-        original(module, name, param)
-        if param is not None and not param.is_meta:
-            module._parameters[name] = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
-
-    with _META_LOCK:
-        nn.Module.register_parameter = register_parameter
-        try:
-            yield
-        finally:
-            nn.Module.register_parameter = original
+    handle = register_module_parameter_registration_hook(to_meta)
+    _LOADING.active = True
+    try:
+        yield
+    finally:
+        _LOADING.active = False
+        handle.remove()
 
 
-def _read_weights(component_dir: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+def read_header(component_dir: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name → shape from a component's safetensors header, without reading any tensor (and without torch);
+    ModelError when the file is missing, not safetensors, or truncated (the header says how long it must be)."""
+    from safetensors import SafetensorError, safe_open
 
+    path = component_dir / WEIGHTS_FILE
+    _require_weights_file(component_dir)
+    try:
+        with safe_open(path, framework="numpy") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except SafetensorError as err:
+        raise ModelError(f"{path} is corrupt, truncated or not a safetensors file ({first_line(err)})") from None
+    except OSError as err:
+        raise ModelError(f"cannot read {path}: {err.strerror or err}") from None
+
+
+def _require_weights_file(component_dir: Path) -> None:
     path = component_dir / WEIGHTS_FILE
     if not path.is_file():
         foreign = sorted(p.name for pattern in FOREIGN_WEIGHTS for p in component_dir.glob(pattern))
@@ -300,26 +314,53 @@ def _read_weights(component_dir: Path) -> dict[str, torch.Tensor]:
             raise ModelError(f"{path} is missing; found {', '.join(foreign)} instead, but only safetensors are "
                              f"read (pickled weights can run code): convert it with safetensors.torch.save_file")
         raise ModelError(f"{path} is missing")
+
+
+def _read_weights(component_dir: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = component_dir / WEIGHTS_FILE
+    _require_weights_file(component_dir)
     try:
         return load_file(path, device="cpu")
     except SafetensorError as err:
-        raise ModelError(f"{path} is corrupt or not a safetensors file ({_first_line(err)})") from None
+        raise ModelError(f"{path} is corrupt, truncated or not a safetensors file ({first_line(err)})") from None
     except OSError as err:
         raise ModelError(f"cannot read {path}: {err.strerror or err}") from None
 
 
-def _check_keys(module: nn.Module, tensors: Mapping[str, torch.Tensor], path: Path) -> None:
-    """ModelError listing the first few missing, unexpected and mis-shaped tensors, with their shapes."""
-    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in tensors.items()}
+def _check_keys(expected: Mapping[str, tuple[int, ...]], found: Mapping[str, tuple[int, ...]], path: Path,
+                config: ComponentConfig) -> None:
+    """ModelError listing the first few missing, unexpected and mis-shaped tensors with their shapes, and the
+    config fields whose values show up in the shapes that disagree (the likely culprits)."""
     missing = [f"{k} {list(s)}" for k, s in expected.items() if k not in found]
     unexpected = [f"{k} {list(s)}" for k, s in found.items() if k not in expected]
-    misshaped = [f"{k} (file {list(found[k])}, model {list(s)})" for k, s in expected.items()
-                 if k in found and found[k] != s]
+    misshaped = [k for k, s in expected.items() if k in found and tuple(found[k]) != tuple(s)]
     problems = [f"{label} {len(keys)}: {_some(keys)}" for label, keys in
-                [("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)] if keys]
-    if problems:
-        raise ModelError(f"{path} does not match its config.json: {'; '.join(problems)}")
+                [("missing", missing), ("unexpected", unexpected),
+                 ("mis-shaped", [f"{k} (file {list(found[k])}, config {list(expected[k])})" for k in misshaped])]
+                if keys]
+    if not problems:
+        return
+    fields = _suspect_fields(config, [expected[k] for k in misshaped], [found[k] for k in misshaped])
+    hint = f"; check config field{'s' if len(fields) > 1 else ''} {', '.join(fields)}" if fields else ""
+    raise ModelError(f"{path} does not match its config.json: {'; '.join(problems)}{hint}")
+
+
+def _suspect_fields(config: ComponentConfig, model_shapes: list, file_shapes: list) -> list[str]:
+    """Config fields (numbers, or tuples of numbers) holding a size that occurs in the config's shapes of the
+    mis-shaped tensors but not in the file's."""
+    if not model_shapes:
+        return []
+    wrong = {d for shape in model_shapes for d in shape} - {d for shape in file_shapes for d in shape}
+    out = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        values = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, int) and not isinstance(v, bool) and v > 1 and v in wrong for v in values):
+            out.append(f.name)
+    return out
 
 
 def _some(items: list[str]) -> str:
@@ -353,8 +394,6 @@ def model_info(folder: str | Path) -> dict[str, Any]:
 
     Reads only JSON and safetensors headers, never the tensors, so it is quick for any model size.
     """
-    from safetensors import SafetensorError, safe_open
-
     folder = Path(folder)
     index = load_index(folder)
     present = available_components(folder)
@@ -366,14 +405,9 @@ def model_info(folder: str | Path) -> dict[str, Any]:
             entry.update(weights=f"open_clip {config.name} ({config.pretrained})", parameters=None, bytes=0)
         else:
             path = folder / component / WEIGHTS_FILE
-            if not path.is_file():
-                _read_weights(folder / component)  # raises the precise error
-            try:
-                with safe_open(path, framework="pt") as f:
-                    shapes = [f.get_slice(k).get_shape() for k in f.keys()]
-                    dtypes = sorted({f.get_slice(k).get_dtype() for k in f.keys()})
-            except SafetensorError as err:
-                raise ModelError(f"{path} is corrupt or not a safetensors file ({_first_line(err)})") from None
+            header = read_header(folder / component)
+            shapes = list(header.values())
+            dtypes = _header_dtypes(path)
             numel = sum(_prod(s) for s in shapes)
             entry.update(weights=WEIGHTS_FILE, parameters=numel, tensors=len(shapes), dtypes=dtypes,
                          bytes=path.stat().st_size)
@@ -387,6 +421,28 @@ def model_info(folder: str | Path) -> dict[str, Any]:
         "parameters": sum(e["parameters"] or 0 for e in components.values()),
         "defaults": dataclasses.asdict(index.defaults),
     }
+
+
+def _header_dtypes(path: Path) -> list[str]:
+    from safetensors import safe_open
+
+    with safe_open(path, framework="numpy") as f:
+        return sorted({f.get_slice(k).get_dtype() for k in f.keys()})
+
+
+def check_model(folder: str | Path) -> dict[str, ComponentConfig]:
+    """Everything about a model folder that can be checked without torch: its index, every listed component's
+    config, and every weights file's safetensors header (present, complete). Returns the configs by component
+    (a stage whose component the index does not list is skipped). Component names come from mav's fixed list, so
+    nothing outside the folder is ever read."""
+    folder = Path(folder)
+    configs = {}
+    for component in load_index(folder).components:  # every listed component must load
+        config = load_config(folder, component)
+        if not (isinstance(config, ClipConfig) and not config.has_weights_file):
+            read_header(folder / component)
+        configs[component] = config
+    return configs
 
 
 def _prod(shape: list[int]) -> int:
@@ -415,8 +471,9 @@ def save_component(folder: str | Path, component: str, module: nn.Module) -> Pat
     target.mkdir(parents=True, exist_ok=True)
     if not (isinstance(config, ClipConfig) and not config.has_weights_file):
         tensors = _plain_tensors(module.state_dict())
-        _atomic_write(target / WEIGHTS_FILE, lambda tmp: _save_safetensors(tensors, tmp, component))
-    _write_json(target / CONFIG_FILE, config_to_dict(config))
+        with files.atomic_file(target / WEIGHTS_FILE) as tmp:
+            _save_safetensors(tensors, tmp, component)
+    files.write_json(target / CONFIG_FILE, config_to_dict(config), sort_keys=True)
     return target
 
 
@@ -429,7 +486,7 @@ def save_model(folder: str | Path, index: ModelIndex, modules: Mapping[str, nn.M
     folder.mkdir(parents=True, exist_ok=True)
     for component, module in modules.items():
         save_component(folder, component, module)
-    _write_json(folder / INDEX_FILE, index.to_dict())
+    files.write_json(folder / INDEX_FILE, index.to_dict(), sort_keys=True)
     return folder
 
 
@@ -447,7 +504,7 @@ def init_model(folder: str | Path, preset_name: str, seed: int = 0, overwrite: b
         raise MediaError(f"{folder} exists and is not a folder")
     if folder.is_dir() and any(folder.iterdir()) and not overwrite:
         raise MediaError(f"{folder} exists and is not empty; pass --overwrite to replace it")
-    tmp = _sibling(folder, "tmp")
+    tmp = files.sibling(folder, "tmp")
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()
@@ -459,7 +516,7 @@ def init_model(folder: str | Path, preset_name: str, seed: int = 0, overwrite: b
         for i, (component, config) in enumerate(chosen.components.items()):
             if isinstance(config, ClipConfig) and not config.has_weights_file:
                 (tmp / component).mkdir()
-                _write_json(tmp / component / CONFIG_FILE, config_to_dict(config))
+                files.write_json(tmp / component / CONFIG_FILE, config_to_dict(config), sort_keys=True)
                 continue
             # One seed per component, independent of the others, without touching the caller's RNG state.
             with torch.random.fork_rng(devices=[]):
@@ -467,31 +524,12 @@ def init_model(folder: str | Path, preset_name: str, seed: int = 0, overwrite: b
                 module = _build(component, config)
             save_component(tmp, component, module)
             del module
-        _write_json(tmp / INDEX_FILE, index.to_dict())
-        _replace_folder(tmp, folder)
+        files.write_json(tmp / INDEX_FILE, index.to_dict(), sort_keys=True)
+        files.replace_folder(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
-
-
-def _replace_folder(new: Path, folder: Path) -> None:
-    if not folder.exists():
-        os.rename(new, folder)
-        return
-    old = _sibling(folder, "old")
-    os.rename(folder, old)
-    try:
-        os.rename(new, folder)
-    except BaseException:
-        os.rename(old, folder)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _sibling(path: Path, kind: str) -> Path:
-    """A hidden, unused name beside `path` (created with the usual permissions, unlike tempfile's 0600)."""
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.{kind}")
 
 
 def _plain_tensors(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -512,19 +550,3 @@ def _save_safetensors(tensors: dict[str, torch.Tensor], path: Path, component: s
     from safetensors.torch import save_file
 
     save_file(tensors, path, metadata={"format": "pt", "mav_component": component})
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-    _atomic_write(path, lambda tmp: tmp.write_text(text))
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Run `write(tmp)` on a temporary file beside `path`, then rename it to `path`."""
-    tmp = _sibling(path, "tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -12,15 +12,13 @@ Every bad file is a `MediaError` (exit 4) whose one-line message names the path.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
-import secrets
 import shutil
-import string
 import struct
 import sys
-import unicodedata
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,13 +33,12 @@ from einops import rearrange
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 from torch import Tensor
 
-from mav.errors import MavError, MediaError, UsageError
+from mav import files
+from mav.checks import FRAME_PATTERN, IMAGE_SUFFIXES, first_line, input_media, is_folder_output, output
+from mav.errors import MavError, MediaError
 
 # Refuse larger images before decoding a single pixel: 40 MP of uint8 RGB is 120 MB, more as float.
 MAX_PIXELS = 40_000_000
-VIDEO_SUFFIXES = (".mp4", ".webm", ".gif")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-FRAME_PATTERN = "frame_{:05d}.png"
 
 # suffix → (container format, codec, codec options, container options)
 _ENCODERS = {
@@ -56,13 +53,16 @@ _PIL_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error)
 # Pixels ↔ tensors
 
 
-def _to_unit(pixels: Tensor) -> Tensor:
-    """uint8 [0, 255] → float32 [-1, 1]:  x = u / 127.5 − 1."""
+def to_unit(pixels: Tensor | np.ndarray) -> Tensor:
+    """uint8 [0, 255] → float32 [-1, 1]:  x = u / 127.5 − 1, any layout (a numpy array is copied: decoded arrays
+    may be read-only)."""
+    if isinstance(pixels, np.ndarray):
+        pixels = torch.tensor(pixels)
     return pixels.to(torch.float32) / 127.5 - 1.0
 
 
-def _to_uint8(x: Tensor) -> Tensor:
-    """float [-1, 1] → uint8:  u = round((clamp(x, −1, 1) + 1) · 127.5); exact inverse of `_to_unit`."""
+def to_uint8(x: Tensor) -> Tensor:
+    """float [-1, 1] → uint8:  u = round((clamp(x, −1, 1) + 1) · 127.5); exact inverse of `to_unit`."""
     x = x.detach().to("cpu", torch.float32)
     if not torch.isfinite(x).all():
         raise MavError("cannot convert pixels that contain NaN or infinity (the model output diverged)")
@@ -101,28 +101,28 @@ class Video:
 
     def to_tensor(self) -> Tensor:
         """Float32 `(3, f, h, w)` in [-1, 1], the layout models use (add `b` with `[None]`)."""
-        return rearrange(_to_unit(self.frames), "f h w c -> c f h w").contiguous()
+        return rearrange(to_unit(self.frames), "f h w c -> c f h w").contiguous()
 
     @classmethod
     def from_tensor(cls, x: Tensor, fps: float) -> Video:
         """Inverse of `to_tensor`: `x` is `(3, f, h, w)` in [-1, 1] on any device and dtype; clamped, rounded."""
         if x.ndim != 4 or x.shape[0] != 3:
             raise ValueError(f"expected a (3, f, h, w) tensor, got {tuple(x.shape)}")
-        return cls(rearrange(_to_uint8(x), "c f h w -> f h w c").contiguous(), fps)
+        return cls(rearrange(to_uint8(x), "c f h w -> f h w c").contiguous(), fps)
 
 
 def image_to_tensor(image: Tensor) -> Tensor:
     """uint8 `(h, w, 3)` → float32 `(3, h, w)` in [-1, 1]."""
     if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"expected a uint8 (h, w, 3) image, got {image.dtype} {tuple(image.shape)}")
-    return rearrange(_to_unit(image), "h w c -> c h w").contiguous()
+    return rearrange(to_unit(image), "h w c -> c h w").contiguous()
 
 
 def image_from_tensor(x: Tensor) -> Tensor:
     """float `(3, h, w)` in [-1, 1] → uint8 `(h, w, 3)`; clamped, rounded."""
     if x.ndim != 3 or x.shape[0] != 3:
         raise ValueError(f"expected a (3, h, w) tensor, got {tuple(x.shape)}")
-    return rearrange(_to_uint8(x), "c h w -> h w c").contiguous()
+    return rearrange(to_uint8(x), "c h w -> h w c").contiguous()
 
 
 def resize_video(x: Tensor, size: int | tuple[int, int], mode: str = "bicubic") -> Tensor:
@@ -172,12 +172,6 @@ def center_crop_square(x: Tensor | Video) -> Tensor | Video:
 # Reading
 
 
-def _reason(err: BaseException) -> str:
-    """The first line of an exception's message, for one-line errors (without PyAV's errno and file name)."""
-    text = (getattr(err, "strerror", None) or str(err)).strip().splitlines()
-    return text[0] if text else type(err).__name__
-
-
 def _input_file(path: str | os.PathLike, what: str) -> Path:
     p = Path(path).expanduser()
     if not p.exists():
@@ -187,7 +181,7 @@ def _input_file(path: str | os.PathLike, what: str) -> Path:
     return p
 
 
-def _check_pixels(p: Path, width: int, height: int, max_pixels: int, what: str = "image") -> None:
+def _check_pixels(p: Path | str, width: int, height: int, max_pixels: int, what: str = "image") -> None:
     if width * height > max_pixels:
         raise MediaError(
             f"{what} too large: {p} is {width}×{height} ({width * height / 1e6:.1f} megapixels; "
@@ -207,28 +201,33 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Tensor:
-    """Read an image file as uint8 `(h, w, 3)` RGB, upright (EXIF orientation applied).
-
-    Transparency is composited onto white; grayscale, 16-bit, palette and CMYK become RGB; an animated image
-    gives its first frame. Images above `max_pixels` are refused before their pixels are decoded.
-    """
-    p = _input_file(path, "image")
+def decode_image(source: str | os.PathLike | io.BytesIO, *, name: str | None = None,
+                 max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode an image file (a path, or its bytes) into an upright RGB Pillow image: EXIF orientation applied,
+    transparency composited onto white, grayscale, 16-bit, palette and CMYK made RGB, an animated image's first
+    frame. Images above `max_pixels` are refused before their pixels are decoded; anything unreadable is a
+    MediaError naming `name` (default: the path)."""
+    name = name or str(source)
     try:
         with warnings.catch_warnings():
             # Pillow warns above its own limit; ours is lower and checked right after the header is read.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(p) as im:
-                _check_pixels(p, im.width, im.height, max_pixels)
+            with Image.open(source) as im:
+                _check_pixels(name, im.width, im.height, max_pixels)
                 im.load()  # a truncated file opens fine and only fails here
-                rgb = _to_rgb(ImageOps.exif_transpose(im))
+                return _to_rgb(ImageOps.exif_transpose(im))
     except Image.DecompressionBombError as e:
-        raise MediaError(f"image too large: {p} ({_reason(e)})") from e
+        raise MediaError(f"image too large: {name} ({first_line(e)})") from e
     except UnidentifiedImageError as e:
-        raise MediaError(f"not an image (format not recognised): {p}") from e
+        raise MediaError(f"not an image (format not recognised): {name}") from e
     except _PIL_ERRORS as e:
-        raise MediaError(f"cannot read image {p}: {_reason(e)}") from e
-    return torch.from_numpy(np.array(rgb, dtype=np.uint8))
+        raise MediaError(f"cannot read image {name}: {first_line(e)}") from e
+
+
+def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Tensor:
+    """Read an image file as uint8 `(h, w, 3)` RGB, upright (see `decode_image`)."""
+    p = _input_file(path, "image")
+    return torch.from_numpy(np.array(decode_image(p, max_pixels=max_pixels), dtype=np.uint8))
 
 
 def _natural_key(name: str) -> list:
@@ -295,7 +294,7 @@ def read_video(
     except EOFError as e:  # PyAV's EOFError: the container ends before its first packet
         raise MediaError(f"no frames could be decoded from {p} (empty or truncated video)") from e
     except (av.FFmpegError, OSError, ValueError) as e:
-        raise MediaError(f"cannot read video {p} (not a video, or truncated): {_reason(e)}") from e
+        raise MediaError(f"cannot read video {p} (not a video, or truncated): {first_line(e)}") from e
     if not frames:
         raise MediaError(f"no frames could be decoded from {p} (empty or truncated video)")
     if fps is None and (not rate or rate <= 0):
@@ -304,74 +303,17 @@ def read_video(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Output paths
-
-
-def _is_folder_output(path: str | os.PathLike) -> bool:
-    text = os.fspath(path)
-    return text.endswith(("/", os.sep)) or Path(text).suffix == ""
-
-
-def _is_frames_folder(p: Path) -> bool:
-    """An existing folder that `save_video` may replace: empty, or holding only frame PNGs."""
-    return all(re.fullmatch(r"frame_\d+\.png", f.name) and f.is_file() for f in p.iterdir())
-
-
-def check_output(path: str | os.PathLike, overwrite: bool = False, *, kind: str = "video",
-                 make_parents: bool = False) -> Path:
-    """Validate an output path before any heavy work and return it as a `Path`.
-
-    kind "video": `.mp4`, `.webm`, `.gif`, or a PNG-frames folder (path ends with "/" or has no suffix; pass the
-    same string on to `save_video`, since a `Path` drops the trailing "/"). kind "image": `.png`, `.jpg`,
-    `.jpeg`, `.webp`. An existing output needs `overwrite`; the parent folder must exist and be writable (with
-    `make_parents`, its nearest existing ancestor must be a writable folder: the caller creates the rest later).
-    """
-    if kind not in ("video", "image"):
-        raise ValueError(f"kind must be video or image, got {kind!r}")
-    if not os.fspath(path).strip():
-        raise MediaError("the output path is empty")
-    p = Path(path).expanduser()
-    folder = kind == "video" and _is_folder_output(path)
-    allowed = VIDEO_SUFFIXES if kind == "video" else IMAGE_SUFFIXES
-    if not folder and p.suffix.lower() not in allowed:
-        extra = " or a folder (a path ending with '/')" if kind == "video" else ""
-        raise MediaError(f"unknown output suffix {p.suffix!r} in {p}: use {', '.join(allowed)}{extra}")
-    if p.exists() or p.is_symlink():
-        if not overwrite:
-            raise MediaError(f"{p} already exists; pass --overwrite to replace it")
-        if folder and not (p.is_dir() and _is_frames_folder(p)):
-            raise MediaError(f"refusing to replace {p}: it is not a folder of frame_*.png files")
-        if not folder and p.is_dir():
-            raise MediaError(f"refusing to replace {p}: it is a folder")
-    parent = p.absolute().parent
-    if make_parents:
-        while not parent.exists() and parent != parent.parent:
-            parent = parent.parent
-    if not parent.exists():
-        raise MediaError(f"output folder {parent} does not exist")
-    if not parent.is_dir():
-        raise MediaError(f"{parent} is not a folder, so {p.name} cannot be written in it")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise MediaError(f"output folder {parent} is not writable")
-    return p
-
-
-# ---------------------------------------------------------------------------------------------------------
 # Atomic writes
 
 
 def _reserve(final: Path, folder: bool) -> Path:
     """Create a hidden, unused name beside `final` with the same suffix (codecs pick the format from it)."""
-    while True:
-        tmp = final.with_name(f".{final.stem}.{secrets.token_hex(4)}.partial{final.suffix}")
-        try:
-            if folder:
-                os.mkdir(tmp)
-            else:  # O_EXCL and mode 0o666 (minus umask) give the permissions a normal file would get
-                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            return tmp
-        except FileExistsError:
-            continue
+    tmp = files.sibling(final, "partial", keep_suffix=True)
+    if folder:
+        os.mkdir(tmp)
+    else:  # O_EXCL and mode 0o666 (minus umask) give the permissions a normal file would get
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    return tmp
 
 
 def _remove(p: Path) -> None:
@@ -390,15 +332,7 @@ def _commit(tmp: Path, final: Path, overwrite: bool, folder: bool) -> None:
             return
         if not overwrite:  # it appeared while the frames were being written
             raise MediaError(f"{final} already exists; pass --overwrite to replace it")
-        # os.rename cannot replace a non-empty folder: move the old one aside, then delete it.
-        old = final.with_name(f".{final.name}.{secrets.token_hex(4)}.old")
-        os.rename(final, old)
-        try:
-            os.rename(tmp, final)
-        except BaseException:
-            os.rename(old, final)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
+        files.replace_folder(tmp, final)
     elif overwrite:
         os.replace(tmp, final)
     else:
@@ -426,7 +360,7 @@ def _atomic(final: Path, overwrite: bool, folder: bool = False) -> Iterator[Path
         yield tmp
         _commit(tmp, final, overwrite, folder)
     except _write_errors() as e:
-        raise MediaError(f"cannot write {final}: {_reason(e)}") from e
+        raise MediaError(f"cannot write {final}: {first_line(e)}") from e
     finally:
         _remove(tmp)
 
@@ -491,8 +425,8 @@ def save_video(video: Video, path: str | os.PathLike, overwrite: bool = False) -
     stores its frame delay in whole centiseconds (8 fps becomes 100/12 ≈ 8.33), and Pillow merges identical
     consecutive frames into one longer frame.
     """
-    p = check_output(path, overwrite)
-    folder = _is_folder_output(path)
+    p = output(path, overwrite)
+    folder = is_folder_output(path)
     with _atomic(p, overwrite, folder) as tmp:
         if folder:
             _write_frames(video, tmp)
@@ -507,7 +441,7 @@ def save_image(image: Tensor, path: str | os.PathLike, overwrite: bool = False) 
     """Write a uint8 `(h, w, 3)` image to `.png`, `.jpg`/`.jpeg` (quality 95) or `.webp` atomically."""
     if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"expected a uint8 (h, w, 3) image, got {image.dtype} {tuple(image.shape)}")
-    p = check_output(path, overwrite, kind="image")
+    p = output(path, overwrite, kind="image")
     fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}[p.suffix.lower()]
     options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
     with _atomic(p, overwrite) as tmp:
@@ -515,52 +449,10 @@ def save_image(image: Tensor, path: str | os.PathLike, overwrite: bool = False) 
     return p
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Output names
-
-
-def slugify(prompt: str, max_length: int = 60) -> str:
-    """A file-name-safe form of a prompt: "A red circle, moving!" → "a-red-circle-moving".
-
-    Letters of any script are kept; everything else becomes "-". Cut at a word boundary to `max_length`.
-    """
-    text = unicodedata.normalize("NFKC", prompt).lower()
-    slug = re.sub(r"[\W_]+", "-", text).strip("-")
-    if len(slug) > max_length:
-        cut = slug[:max_length]
-        slug = (cut.rsplit("-", 1)[0] if "-" in cut else cut).strip("-")
-    return slug or "untitled"
-
-
-def expand_output_template(template: str, **fields: object) -> str:
-    """Fill an output template with `str.format`, e.g. `"out/{index:03d}-{seed}-{prompt}.mp4"`.
-
-    The caller supplies the fields (typically index, seed and prompt=slugify(prompt)); a template naming any
-    other field, or malformed, is a `UsageError`.
-    """
-    try:
-        return template.format(**fields)
-    except KeyError as e:
-        names = ", ".join("{" + name + "}" for name in sorted(fields))
-        raise UsageError(f"unknown field {{{e.args[0]}}} in output template {template!r}; use {names}") from None
-    except (IndexError, ValueError, AttributeError, TypeError) as e:
-        names = ", ".join("{" + name + "}" for name in sorted(fields))
-        raise UsageError(f"bad output template {template!r} ({_reason(e)}); use named fields: {names}") from None
-
-
-def template_fields(template: str) -> set[str]:
-    """The fields a template uses, e.g. to check it varies per output: "{seed}-{index:02d}" → {seed, index}."""
-    try:
-        return {name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(template) if name}
-    except ValueError as e:
-        raise UsageError(f"bad output template {template!r} ({_reason(e)})") from None
-
-
-STILL_SUFFIXES = (*IMAGE_SUFFIXES, ".bmp", ".tif", ".tiff")
 
 
 def read_media(path: str | os.PathLike, *, image_fps: float = 8.0, allow_image: bool = True) -> Video:
-    """An image (as a one-frame video at `image_fps`) or a video, told apart by the file's suffix."""
-    if allow_image and Path(path).suffix.lower() in STILL_SUFFIXES:
+    """An image (as a one-frame video at `image_fps`) or a video, told apart by the file's header."""
+    if input_media(path, image=allow_image) == "image":
         return Video(read_image(path).unsqueeze(0), image_fps)
     return read_video(path)

@@ -184,3 +184,10 @@ def test_sr_bound_orders_its_figures(tmp_path):
     row = result.stdout.strip().splitlines()[-1].split("|")
     bicubic, sample, mean = (float(v) for v in row[2:5])
     assert mean > sample  # the posterior mean beats a posterior sample (MSE halves on the ambiguous pixels)
+
+
+def test_errors(tmp_path, tiny_model):
+    data, output = bench("errors", "--repeats", "1", "--model", tiny_model, tmp_path=tmp_path, timeout=300)
+    assert "| case | exit | seconds (median) | ÷ import torch |" in output
+    assert {r["exit"] for r in data["rows"]} >= {0, 2, 3, 4, 5}
+    assert all(r["seconds"] > 0 and r["ratio"] > 0 for r in data["rows"])

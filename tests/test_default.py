@@ -60,6 +60,8 @@ def test_wheel_contains_the_weights_and_resolves_them(tmp_path):
         assert f"mav/_weights/shapes/{component}/model.safetensors" in names
         assert f"mav/_weights/shapes/{component}/config.json" in names
     assert "mav/_weights/shapes/model_index.json" in names
+    modules = {p.relative_to(REPO).as_posix() for p in (REPO / "mav").rglob("*.py")}
+    assert modules <= names, sorted(modules - names)  # a new subpackage must be listed in pyproject.toml
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, timeout=300)

@@ -11,9 +11,9 @@ import pytest
 
 from mav.cli import run
 from mav.eval.judge import judge_frame, judge_video, label_components
-from mav.eval.metrics import (FULL, PARTIAL, PSNR_CAP, eval_scene, linear_blend, motion, partial_prompt, psnr,
+from mav.eval.metrics import (ATTRIBUTES, FULL, PARTIAL, PSNR_CAP, eval_scene, linear_blend, motion, partial_prompt, psnr,
                               score_videos)
-from mav.train.shapes import PALETTE, SHAPES, SIZES, Scene, parse_prompt, random_scene, render_clip
+from mav.world import PALETTE, SHAPES, SIZES, Scene, parse_prompt, random_scene, render_clip
 
 ATTRS = ("color", "shape", "size", "bg")
 
@@ -233,6 +233,9 @@ def test_mav_eval_stage_gates_every_stage_against_its_baseline(tiny_model, capsy
         assert math.isfinite(sr["figures"]["x0_psnr_db"]) and not sr["passed"]
     assert gates["interpolator"]["baselines"]["psnr_db"] > 15
     assert gates["decoder-image"]["baselines"]["shape"] == pytest.approx(1 / 3)
+    assert set(gates["decoder-image"]["figures"]) == {*ATTRIBUTES, *(f"{a} via P" for a in ATTRIBUTES)}
+    # P is judged in CLIP space, so its gate means something before any decoder is trained
+    assert set(gates["prior"]["figures"]) == {"cosine", "shape", "color", "size"}
     assert set(gates["decoder"]["figures"]) == {"true_speed_videos", "single_object"}
     assert gates["decoder"]["baselines"]["true_speed_videos"] == 1.0  # the true clips move like the world
 

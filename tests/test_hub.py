@@ -86,7 +86,40 @@ def test_parameters_are_built_on_meta_and_buffers_are_real():
         module = Toy(UNetConfig(widths=(4, 8)))
     assert all(p.is_meta for p in module.parameters())
     assert torch.equal(module.freqs, torch.arange(4.0)) and torch.equal(module.scale, torch.full((4,), 2.0))
-    assert not nn.Linear(2, 2).weight.is_meta  # the patch is gone afterwards
+    assert not nn.Linear(2, 2).weight.is_meta  # the hook is gone afterwards
+
+
+def test_hostile_config_is_refused_from_the_header_before_anything_is_allocated(toy_folder):
+    folder, _ = toy_folder
+    path = folder / "decoder" / "config.json"
+    config = json.loads(path.read_text())
+    path.write_text(json.dumps(dict(config, widths=[4_000_000_000, 16])))  # 48 GB of weights if it were built
+    with pytest.raises(ModelError, match=r"does not match its config\.json: .*check config field widths$"):
+        hub.load_component(folder, "decoder")
+
+
+def test_truncated_weights_are_found_from_the_header_without_torch(toy_folder):
+    folder, _ = toy_folder
+    path = folder / "decoder" / "model.safetensors"
+    os.truncate(path, path.stat().st_size - 8)
+    code = ("import sys; from mav import hub; from mav.errors import ModelError\n"
+            f"try: hub.check_model({str(folder)!r})\n"
+            "except ModelError as e: print(e)\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "corrupt, truncated or not a safetensors file" in out and out.strip().endswith("False")
+
+
+def test_meta_parameters_are_scoped_to_the_loading_thread():
+    import threading
+
+    built = {}
+    with hub._parameters_on_meta():
+        worker = threading.Thread(target=lambda: built.setdefault("other", nn.Linear(2, 2)))
+        worker.start()
+        worker.join()
+        built["here"] = nn.Linear(2, 2)
+    assert built["here"].weight.is_meta and not built["other"].weight.is_meta
 
 
 def test_save_is_atomic_and_handles_shared_storage(tmp_path, toy_models):
@@ -169,7 +202,8 @@ def test_unexpected_tensor_is_named(toy_folder):
 def test_misshaped_tensor_shows_both_shapes(toy_folder):
     folder, _ = toy_folder
     rewrite_weights(folder, lambda t: t.update({"proj.weight": torch.zeros(4, 3)}))
-    with pytest.raises(ModelError, match=r"mis-shaped 1: proj\.weight \(file \[4, 3\], model \[8, 3\]\)"):
+    with pytest.raises(ModelError, match=r"mis-shaped 1: proj\.weight \(file \[4, 3\], config \[8, 3\]\).*"
+                                         r"check config fields? widths"):
         hub.load_component(folder, "decoder")
 
 

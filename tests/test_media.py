@@ -14,13 +14,14 @@ import pytest
 import torch
 from PIL import Image
 
-from mav import media
+from mav import checks, media
+from mav.checks import expand_template as expand_output_template
+from mav.checks import output as check_output
+from mav.checks import slugify
 from mav.errors import MavError, MediaError, UsageError
 from mav.media import (
     Video,
     center_crop_square,
-    check_output,
-    expand_output_template,
     image_from_tensor,
     image_to_tensor,
     read_image,
@@ -28,7 +29,6 @@ from mav.media import (
     resize_video,
     save_image,
     save_video,
-    slugify,
 )
 
 
@@ -283,12 +283,15 @@ def test_overwrite_refuses_a_folder_for_a_file(tmp_path: Path) -> None:
 def test_unwritable_output_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     locked = tmp_path / "locked"
     locked.mkdir()
-    if os.geteuid() == 0:  # root writes anywhere; pretend the permission check failed
-        monkeypatch.setattr(media.os, "access", lambda path, mode: False)
+    if os.geteuid() == 0:  # root writes anywhere; make the trial write fail as it would for anyone else
+        def refuse(**_):
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(checks.tempfile, "mkstemp", refuse)
     else:
         locked.chmod(0o500)
     try:
-        with pytest.raises(MediaError, match="not writable"):
+        with pytest.raises(MediaError, match="cannot write in output folder .*Permission denied"):
             save_video(make_video(num_frames=2), locked / "clip.mp4")
     finally:
         locked.chmod(0o700)
@@ -511,10 +514,10 @@ def test_expand_output_template() -> None:
 
 
 def test_template_fields() -> None:
-    assert media.template_fields("out/{seed}-{index:02d}-{prompt}.mp4") == {"seed", "index", "prompt"}
-    assert media.template_fields("out.mp4") == set()
+    assert checks.template_fields("out/{seed}-{index:02d}-{prompt}.mp4") == {"seed", "index", "prompt"}
+    assert checks.template_fields("out.mp4") == set()
     with pytest.raises(UsageError):
-        media.template_fields("{seed.mp4")
+        checks.template_fields("{seed.mp4")
 
 
 def test_import_is_light() -> None:

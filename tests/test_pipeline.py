@@ -80,21 +80,19 @@ def test_sr_high_uses_one_initial_noise_for_all_frames(pipe):
     low = torch.zeros(1, 3, 3, 32, 32)
     low[:, 0] = 0.5
     gens = [torch.Generator().manual_seed(0)]
-    pipe._begin(0, 1)
-    out = pipe.super_resolve_high(low, gens, steps=2)
+    out = pipe.sr_high.sample(low, gens, steps=2)
     assert out.shape == (1, 3, 3, 64, 64)
     assert torch.allclose(out[:, :, 0], out[:, :, 1], atol=1e-5)
     assert torch.allclose(out[:, :, 0], out[:, :, 2], atol=1e-5)
 
 
-def test_masked_fill_keeps_known_frames_and_fills_the_rest(pipe):
-    pipe._begin(0, 1)
+def test_interpolator_fill_keeps_known_frames_and_fills_the_rest(pipe):
     video = torch.rand(1, 3, 13, 16, 16) * 2 - 1
     known = torch.zeros(13, dtype=torch.bool)
     known[::4] = True
     before = video.clone()
-    out = pipe.masked_fill(video, known, fps=8.0, embed=None, text=None, gens=[torch.Generator().manual_seed(0)],
-                           steps=1, guidance=1.0)
+    out = pipe.interpolator.fill(video, known, fps=8.0, embed=None, text=None,
+                                 gens=[torch.Generator().manual_seed(0)], steps=1, guidance=1.0)
     assert torch.equal(out[:, :, known], before[:, :, known])
     assert not torch.equal(out[:, :, ~known], before[:, :, ~known])
 
@@ -146,14 +144,14 @@ def test_residual_sr_adds_its_sample_to_the_upsampled_input(pipe, monkeypatch, s
     """With `residual`, the stage samples x − bicubic(input): a zero residual must give back bicubic exactly."""
     from mav.conditioning import sr_cond
 
-    config = pipe.models[stage].config
+    sr = pipe.stages[stage]
+    config = sr.config
     assert config.residual
-    monkeypatch.setitem(pipe.models, stage, _ZeroResidualOracle(config, pipe.schedules[stage]))
+    monkeypatch.setattr(sr, "model", _ZeroResidualOracle(config, sr.schedule))
     low = torch.rand(1, 3, 8, config.low_res_size, config.low_res_size) * 2 - 1
     gens = [torch.Generator().manual_seed(0)]
-    pipe._begin(0, 1)
     if stage == "sr_low":
-        out = pipe.super_resolve_low(low, gens, fps=8.0, steps=3)
+        out = sr.sample(low, gens, fps=8.0, steps=3)
     else:
-        out = pipe.super_resolve_high(low, gens, steps=3)
+        out = sr.sample(low, gens, steps=3)
     assert torch.allclose(out, sr_cond(low, config.sample_size), atol=1e-4)

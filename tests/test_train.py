@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 
 from mav import hub
 from mav.cli import run
+from mav.diffusion.noise import sample_generators
 from mav.train import stages
 from mav.train.ship import ship
 from mav.train.stages import ORDER, build_stage, record_history
@@ -31,7 +32,7 @@ def ready_model(tiny_model, tmp_path):
     folder = tmp_path / "m"
     shutil.copytree(tiny_model, folder)
     for name in ORDER:
-        record_history(folder, stages.STAGES[name].component, {"stage": name, "steps": 0})
+        record_history(folder, stages.STAGE_SPECS[name].component, {"stage": name, "steps": 0})
     return folder
 
 
@@ -147,7 +148,7 @@ def test_interpolator_trains_mostly_on_the_layout_and_rate_it_serves():
     served[::4] = True
     assert (known == served).all(1).float().mean() > 0.5
     from mav.config import Defaults
-    from mav.train.data import SkipChoice
+    from mav.train.skips import SkipChoice
 
     skips = stages.frame_skips("interpolator", Defaults(num_frames=8, fps=7.5, interpolation_factor=4), 8)
     assert isinstance(skips, SkipChoice)
@@ -203,7 +204,7 @@ def test_sr_target_never_holds_the_augmentation_noise(ready_model):
         config = run_.model.config
         assert config.aug_cond and config.residual_scale < 1
         batch = run_.batch_fn(0, range(4))
-        gens = stages.sample_generators(0, batch["index"])
+        gens = sample_generators(0, batch["index"])
         target, kwargs = stages.sr_training_inputs(batch, key, config, gens)
         clean = sr_cond(batch[f"{key}_low"], config.sample_size)
         torch.testing.assert_close(target, (batch[key] - clean) / config.residual_scale)

@@ -5,9 +5,9 @@ Every sampler takes `denoiser(x_t, t) -> x̂_0` (t a `(b,)` long tensor), a Nois
 sequence of timesteps that may skip steps (respacing). After the last timestep the sample is taken to the clean
 end, ᾱ = 1. Each step needs only ᾱ at the current and the next used timestep, so respaced sequences are exact.
 
-The state stays float32 whatever the network runs in. Noise is drawn on the CPU from `generator` (one
-torch.Generator, or a list with one per batch item) and then moved to x's device, so a sample depends only on
-its seed: not on the device, nor on the batch it was drawn in.
+The state stays float32 whatever the network runs in. Noise is drawn on the CPU (`mav.diffusion.noise`) from
+`generator` (one torch.Generator, or a list with one per batch item) and then moved to x's device, so a sample
+depends only on its seed: not on the device, nor on the batch it was drawn in.
 """
 
 from __future__ import annotations
@@ -18,27 +18,14 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from mav.diffusion.noise import Generators, gaussian_noise
 from mav.diffusion.schedule import NoiseSchedule
 from mav.errors import UsageError
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]
 Callback = Callable[[int, int], None]
-Generators = torch.Generator | Sequence[torch.Generator] | None
 
 SAMPLERS = ("ddim", "ddpm", "dpmpp")
-
-
-def gaussian_noise(shape: Sequence[int], generator: Generators = None, device: torch.device | str | None = None,
-                   dtype: torch.dtype = torch.float32) -> Tensor:
-    """ε ~ N(0, I) of `shape`, drawn on the CPU; with a list of generators, item i is drawn from generator[i]."""
-    shape = tuple(shape)
-    if generator is None or isinstance(generator, torch.Generator):
-        noise = torch.randn(shape, generator=generator)
-    else:
-        if len(generator) != shape[0]:
-            raise ValueError(f"got {len(generator)} generators for a batch of {shape[0]}")
-        noise = torch.stack([torch.randn(shape[1:], generator=g) for g in generator])
-    return noise.to(device=device, dtype=dtype)
 
 
 def _schedule_pairs(schedule: NoiseSchedule, timesteps: Tensor | Sequence[int]) -> list[tuple[int, float, float]]:

@@ -62,10 +62,6 @@ class NoiseSchedule:
         else:
             self.betas = linear_betas(config.timesteps)
 
-    @classmethod
-    def from_config(cls, config: DiffusionConfig) -> NoiseSchedule:
-        return cls(config)
-
     def __repr__(self) -> str:
         return f"NoiseSchedule({self.config.schedule}, T={self.num_timesteps}, prediction={self.prediction})"
 
@@ -194,10 +190,6 @@ class NoiseSchedule:
             return error.mean()
         mask = mask.to(error.dtype).expand_as(error)
         return (error * mask).sum() / mask.sum().clamp(min=1)
-
-    def sample_t(self, batch: int, generator: torch.Generator | None = None) -> Tensor:
-        """Training timesteps t ~ U{0, …, T−1}, shape (batch,), drawn on the CPU."""
-        return torch.randint(0, self.num_timesteps, (batch,), generator=generator)
 
     # ------------------------------------------------------------------------------------------------------------
     # Sampling timesteps

@@ -4,8 +4,8 @@ beat, in a minute or two, so that no stage of a recipe trains on a broken one.
 | gate | figure | baseline | bar |
 |---|---|---|---|
 | clip | zero-shot shape, colour, size (text prompts that differ in that attribute only) | chance | each ≥ 90 % |
-| prior | cosine of P's embedding to the true one; attributes of D's images from P's embedding | the mean image embedding; chance | cosine above the baseline, each attribute ≥ 90 % |
-| decoder-image | attributes of D's images (temporal layers off) from the true embedding and caption | chance | each ≥ 90 % |
+| prior | cosine of P's embedding to the true one; shape, colour, size retrieved from P's embedding (the nearest of the scene's images that differ in that attribute only) | the mean image embedding; chance | cosine above the baseline, each attribute ≥ 90 % |
+| decoder-image | attributes of D's images (temporal layers off) from the true embedding and caption, and (with a prior) from P's embedding | chance | each ≥ 90 % |
 | decoder | D^t's clips: videos whose mean step is within ×1.5 of the true range; frames with one object | the true clips | ≥ 90 %; ≥ 98 % |
 | interpolator | ↑F PSNR at the served layout; extrapolation centroid error | linear blend; holding the last frame | ≥ blend + 3 dB; error below holding |
 | sr-low, sr-high | PSNR of the sampled SR (and of x̂0 at t = T−1) | bicubic | ≥ bicubic + 2 dB |
@@ -21,15 +21,16 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from mav import checks
+from mav.checks import GATES
 from mav.conditioning import NATIVE_FPS
 from mav.errors import UsageError
 from mav.eval.judge import judge_video
 from mav.eval.metrics import (ATTRIBUTES, _Clock, _dense_skip, _extrapolation_section, _interpolation_section,
                               _noise_seeds, _sr_section, _to_frames, _to_tensor, eval_scene, motion, psnr)
-from mav.pipeline import generators, randn
-from mav.train.shapes import PALETTE, SHAPES, SIZES, Scene, render_clip
+from mav.diffusion.noise import gaussian_noise, generators
+from mav.world import PALETTE, SHAPES, SIZES, Scene, render_clip
 
-GATES = ("clip", "prior", "decoder-image", "decoder", "interpolator", "sr-low", "sr-high")
 # The gate that checks what each training stage produced.
 STAGE_GATE = {"clip": "clip", "prior": "prior", "decoder-image": "decoder-image", "decoder-video": "decoder",
               "interpolator": "interpolator", "sr-low": "sr-low", "sr-high": "sr-high"}
@@ -106,26 +107,34 @@ def _attribute_accuracy(frames: list[np.ndarray], scenes: list[Scene]) -> dict[s
 # The gates
 
 
-def gate_clip(pipe, n: int, seed: int) -> GateResult:
-    """Zero-shot: each image against prompts that differ from its full caption in one attribute only."""
-    start = time.perf_counter()
-    clip = pipe.models["clip"]
-    scenes = _scenes("clip", seed, n, moving=False)
-    embeds = pipe.encode_images(_images(scenes, clip.image_size, pipe.device))
+def _retrieval(scenes: list[Scene], embeds: torch.Tensor, candidates_of) -> dict:
+    """Per attribute (shape, colour, size): how often the scene's own value is the nearest, by cosine to its
+    embedding, among the unit-norm `candidates_of(variants)` of the scene's variants that differ in that attribute
+    only; rows with chance as the baseline."""
     options = {"shape": SHAPES, "color": tuple(PALETTE), "size": tuple(SIZES)}
     rows = {}
     for attribute, values in options.items():
         hits, chance = 0, 0.0
         for scene, embed in zip(scenes, embeds):
-            candidates = [v for v in values if not (attribute == "color" and v == scene.bg)]
-            prompts = [Scene(**{**scene.attributes, attribute: v}).describe() for v in candidates]
-            text = pipe.encode_text(prompts).pooled
-            text = torch.nn.functional.normalize(text, dim=-1)
-            hits += candidates[int((text @ embed).argmax())] == getattr(scene, attribute)
-            chance += 1 / len(candidates)
-        accuracy = hits / n
-        rows[attribute] = (accuracy, chance / n, f"≥ {ATTRIBUTE_BAR:.2f}", accuracy >= ATTRIBUTE_BAR)
-    return _result("clip", rows, start, n=n)
+            values_here = [v for v in values if not (attribute == "color" and v == scene.bg)]
+            variants = [Scene(**{**scene.attributes, attribute: v}) for v in values_here]
+            hits += values_here[int((candidates_of(variants) @ embed).argmax())] == getattr(scene, attribute)
+            chance += 1 / len(values_here)
+        accuracy = hits / len(scenes)
+        rows[attribute] = (accuracy, chance / len(scenes), f"≥ {ATTRIBUTE_BAR:.2f}", accuracy >= ATTRIBUTE_BAR)
+    return rows
+
+
+def gate_clip(pipe, n: int, seed: int) -> GateResult:
+    """Zero-shot: each image against prompts that differ from its full caption in one attribute only."""
+    start = time.perf_counter()
+    scenes = _scenes("clip", seed, n, moving=False)
+    embeds = pipe.encode_images(_images(scenes, pipe.models["clip"].image_size, pipe.device))
+
+    def prompts(variants: list[Scene]) -> torch.Tensor:
+        return torch.nn.functional.normalize(pipe.encode_text([v.describe() for v in variants]).pooled, dim=-1)
+
+    return _result("clip", _retrieval(scenes, embeds, prompts), start, n=n)
 
 
 def _decode_images(pipe, embed: torch.Tensor, captions: list[str], seed: int, section: int) -> list[np.ndarray]:
@@ -133,50 +142,56 @@ def _decode_images(pipe, embed: torch.Tensor, captions: list[str], seed: int, se
     cfg = pipe.models["decoder"].config
     b = len(captions)
     text, negative = pipe.encode_text(captions), pipe.encode_text([""] * b)
-    cond = pipe._unet_kwargs("decoder", b, embed=embed, text=text, fps=None)
-    uncond = pipe._unet_kwargs("decoder", b, embed=torch.zeros_like(embed), text=negative, fps=None)
-    for kwargs in (cond, uncond):  # images were trained without fps and without temporal layers
-        kwargs.pop("fps", None)
+    cond, uncond = pipe.decoder.conditions(embed, text, negative, fps=None)  # images were trained without fps
+    for kwargs in (cond, uncond):  # and without temporal layers
         kwargs["temporal"] = False
     gens = generators(_noise_seeds(seed, section, 0, b))
-    noise = randn((b, 3, cfg.sample_size, cfg.sample_size), gens, pipe.device)
-    out = pipe._sample("decoder", noise, cond, uncond, steps=pipe.steps_for("decoder", None),
-                       guidance=pipe.guidance_for("decoder", None), gens=gens, label="gate D (images)")
+    noise = gaussian_noise((b, 3, cfg.sample_size, cfg.sample_size), gens, pipe.device)
+    out = pipe.decoder.denoise(noise, cond, uncond, steps=pipe.steps_for("decoder", None),
+                               guidance=pipe.guidance_for("decoder", None), gens=gens, label="gate D (images)")
     return [f[0] for f in _to_frames(out[:, :, None])]
 
 
+def _prior_embeddings(pipe, scenes: list[Scene], seed: int) -> torch.Tensor:
+    """P's embeddings of the scenes' full captions, with the model's steps and guidance."""
+    n = len(scenes)
+    gens = generators(_noise_seeds(seed, GATE_SECTION + GATES.index("prior"), 0, n))
+    return pipe.prior.sample(pipe.encode_text([s.describe() for s in scenes]), pipe.encode_text([""] * n), gens,
+                             steps=pipe.steps_for("prior", None), guidance=pipe.guidance_for("prior", None))
+
+
 def gate_decoder_image(pipe, n: int, seed: int) -> GateResult:
-    """D on images given the *true* CLIP embedding and the full caption: every attribute read off the pixels."""
+    """D on images given the *true* CLIP embedding and the full caption: every attribute read off the pixels; with
+    a prior, the same from P's embedding (the text-to-image model the video model is built on)."""
     start = time.perf_counter()
     scenes = _scenes("decoder-image", seed, n, moving=False)
+    captions = [s.describe() for s in scenes]
     embed = pipe.encode_images(_images(scenes, pipe.models["clip"].image_size, pipe.device))
-    accuracy = _attribute_accuracy(_decode_images(pipe, embed, [s.describe() for s in scenes], seed,
+    accuracy = _attribute_accuracy(_decode_images(pipe, embed, captions, seed,
                                                   GATE_SECTION + GATES.index("decoder-image")), scenes)
     rows = {a: (accuracy[a], CHANCE[a], f"≥ {ATTRIBUTE_BAR:.2f}", accuracy[a] >= ATTRIBUTE_BAR) for a in ATTRIBUTES}
+    if pipe.prior is not None:
+        via_prior = _attribute_accuracy(_decode_images(pipe, _prior_embeddings(pipe, scenes, seed), captions, seed,
+                                                       PRIOR_DECODE_SECTION), scenes)
+        rows.update({f"{a} via P": (via_prior[a], CHANCE[a], f"≥ {ATTRIBUTE_BAR:.2f}", via_prior[a] >= ATTRIBUTE_BAR)
+                     for a in ATTRIBUTES})
     return _result("decoder-image", rows, start, n=n)
 
 
 def gate_prior(pipe, n: int, seed: int) -> GateResult:
-    """P from full captions: cosine to the true image embedding (beside the mean embedding of other scenes), and
-    the attributes of D's images decoded from P's embedding."""
+    """P from full captions, judged in CLIP space (so before any decoder is trained): cosine to the true image
+    embedding, beside the mean embedding of other scenes; and each attribute retrieved from P's embedding."""
     start = time.perf_counter()
     scenes = _scenes("prior", seed, n, moving=False)
     size = pipe.models["clip"].image_size
     truth = pipe.encode_images(_images(scenes, size, pipe.device))
     others = pipe.encode_images(_images(_scenes("prior", seed + 1, max(n, 32), moving=False), size, pipe.device))
     mean = torch.nn.functional.normalize(others.mean(0, keepdim=True), dim=-1)
-    captions = [s.describe() for s in scenes]
-    text = pipe.encode_text(captions)
-    gens = generators(_noise_seeds(seed, GATE_SECTION + GATES.index("prior"), 0, n))
-    embed = pipe.prior(text, pipe.encode_text([""] * n), gens, steps=pipe.steps_for("prior", None),
-                       guidance=pipe.guidance_for("prior", None))
+    embed = _prior_embeddings(pipe, scenes, seed)
     cosine = float((embed * truth).sum(-1).mean())
     baseline = float((mean * truth).sum(-1).mean())
     rows = {"cosine": (cosine, baseline, "> baseline", cosine > baseline)}
-    if "decoder" in pipe.models:
-        accuracy = _attribute_accuracy(_decode_images(pipe, embed, captions, seed, PRIOR_DECODE_SECTION), scenes)
-        rows.update({a: (accuracy[a], CHANCE[a], f"≥ {ATTRIBUTE_BAR:.2f}", accuracy[a] >= ATTRIBUTE_BAR)
-                     for a in ATTRIBUTES})
+    rows.update(_retrieval(scenes, embed, lambda variants: pipe.encode_images(_images(variants, size, pipe.device))))
     return _result("prior", rows, start, n=n)
 
 
@@ -190,9 +205,9 @@ def gate_decoder(pipe, n: int, seed: int) -> GateResult:
     captions = [s.describe() for s in scenes]
     gens = generators(_noise_seeds(seed, GATE_SECTION + GATES.index("decoder"), 0, n))
     fps = pipe.defaults.fps
-    video = pipe.decode(embed, pipe.encode_text(captions), pipe.encode_text([""] * n), gens,
-                        num_frames=pipe.defaults.num_frames, fps=fps, steps=pipe.steps_for("decoder", None),
-                        guidance=pipe.guidance_for("decoder", None))
+    video = pipe.decoder.sample(embed, pipe.encode_text(captions), pipe.encode_text([""] * n), gens,
+                                num_frames=pipe.defaults.num_frames, fps=fps, steps=pipe.steps_for("decoder", None),
+                                guidance=pipe.guidance_for("decoder", None))
     readings = [judge_video(v) for v in _to_frames(video, fps)]
     moves = motion(readings, fps=fps)
     truth = [judge_video(render_clip(sc, pipe.defaults.num_frames, round(NATIVE_FPS / fps), cfg.sample_size)[0])
@@ -225,8 +240,8 @@ def gate_interpolator(pipe, n: int, seed: int) -> GateResult:
 def sr_x0_psnr(pipe, stage: str, n: int, seed: int) -> tuple[float, float]:
     """PSNR of the SR network's one-step x̂0 from pure noise (t = T−1) and of bicubic upsampling, on true renders:
     the deterministic prediction sampling refines, which must already be at least bicubic."""
-    model = pipe.models[stage]
-    cfg, schedule = model.config, pipe.schedules[stage]
+    sr = pipe.stages[stage]
+    model, cfg, schedule = sr.model, sr.config, sr.schedule
     frames = cfg.num_frames if stage == "sr_low" else 1
     skip, _ = _dense_skip(pipe)
     scenes = _scenes(stage.replace("_", "-"), seed, n, moving=True)
@@ -235,10 +250,10 @@ def sr_x0_psnr(pipe, stage: str, n: int, seed: int) -> tuple[float, float]:
     if stage == "sr_high":
         low = low[:, :, 0]
     gens = generators(_noise_seeds(seed, GATE_SECTION + GATES.index(stage.replace("_", "-")), 0, n))
-    aug = randn(tuple(low.shape), gens, pipe.device) if cfg.aug_cond else None
-    kwargs, up = pipe._sr_inputs(stage, low, aug, n, pipe.defaults.fps * pipe.defaults.interpolation_factor)
+    aug = gaussian_noise(tuple(low.shape), gens, pipe.device) if cfg.aug_cond else None
+    kwargs, up = sr.inputs(low, aug, pipe.defaults.fps * pipe.defaults.interpolation_factor)
     t = torch.full((n,), schedule.num_timesteps - 1, dtype=torch.long)
-    x_t = randn(tuple(up.shape), gens, pipe.device)
+    x_t = gaussian_noise(tuple(up.shape), gens, pipe.device)
     with torch.no_grad():
         x0 = schedule.predict_x0(x_t, t, model(x_t, t.to(pipe.device), **kwargs).float())
     x0 = (up + cfg.residual_scale * x0) if cfg.residual else x0
@@ -268,15 +283,9 @@ NEEDS = {"clip": ("clip",), "prior": ("clip", "prior"), "decoder-image": ("clip"
          "sr-high": ("sr_high",)}
 
 
-def check_gate(name: str) -> str:
-    if name not in GATES:
-        raise UsageError(f"--stage must be one of {', '.join(GATES)}, got {name!r}")
-    return name
-
-
 def run_gate(pipe, name: str, n: int = 16, seed: int = 0) -> GateResult:
     """Measure one stage of a loaded Pipeline against its baseline (see the module docstring)."""
-    check_gate(name)
+    checks.gates(name)
     missing = [c for c in NEEDS[name] if c not in pipe.models]
     if missing:
         raise UsageError(f"gate {name} needs the model's {', '.join(missing)}, which {pipe.folder} does not have")

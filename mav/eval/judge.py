@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mav.train.shapes import PALETTE, SHAPES, SIZES
+from mav.world import PALETTE, SHAPES, SIZES
 
 COLORS = tuple(PALETTE)
 _PALETTE = np.array([PALETTE[c] for c in COLORS], dtype=np.float32)  # (8, 3)

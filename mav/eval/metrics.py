@@ -30,20 +30,20 @@ import numpy as np
 import torch
 from einops import rearrange
 
+from mav import checks
 from mav.conditioning import NATIVE_FPS, sr_cond
-from mav.errors import UsageError
 from mav.eval.judge import COLORS, Readings, judge_video
-from mav.media import Video
-from mav.pipeline import MAX_SEED, STAGES, generators
+from mav.media import Video, to_unit
+from mav.checks import UNTIL_STAGES
+from mav.diffusion.noise import generators
 from mav.progress import Reporter
-from mav.train.shapes import SHAPES, SIZES, SPEED_RANGE, Scene, parse_prompt, random_scene, render_clip
+from mav.world import SHAPES, SIZES, SPEED_RANGE, Scene, parse_prompt, random_scene, render_clip
 
 ATTRIBUTES = ("color", "shape", "size", "bg")
 PSNR_CAP = 100.0  # dB reported for identical images (MSE 0), so every number stays finite JSON
 MOVE_THRESHOLD = 0.02  # a video moves when its centroid gets this far (× frame side) from where it started
 MOTION_TOLERANCE = 1.5  # a video moves like the world when its mean step is within this factor of the true range
 SR_HIGH_FRAMES = 4  # frames per clip for SR_h, which works frame by frame anyway
-MAX_N = 10_000
 EVAL_SEED_OFFSET = 10_000
 # Sections: each draws its scenes and its sampling noise from its own stream.
 FULL, PARTIAL, INTERPOLATION, SR_LOW, SR_HIGH, EXTRAPOLATION = range(6)
@@ -92,8 +92,7 @@ def bicubic_upsample(frames: np.ndarray, size: int) -> np.ndarray:
 
 def _to_tensor(clips: Sequence[np.ndarray], device: torch.device | str = "cpu") -> torch.Tensor:
     """uint8 clips (F, H, W, 3) → float b c f h w in [-1, 1]."""
-    x = torch.from_numpy(np.stack(clips)).to(device=device, dtype=torch.float32) / 127.5 - 1.0
-    return rearrange(x, "b f h w c -> b c f h w")
+    return rearrange(to_unit(np.stack(clips)).to(device), "b f h w c -> b c f h w")
 
 
 def _to_frames(x: torch.Tensor, fps: float = NATIVE_FPS) -> list[np.ndarray]:
@@ -249,8 +248,7 @@ class _Clock:
 
 def _noise_seeds(seed: int, section: int, start: int, count: int) -> list[int]:
     """Sampling seeds of videos start … start+count−1 of a section: consecutive, as `Pipeline.generate` uses."""
-    base = seed * 1_000_000 + section * 100_000 + start
-    return [(base + i) % (MAX_SEED + 1) for i in range(count)]
+    return checks.prompt_seeds(seed * 1_000_000 + section * 100_000 + start, count)
 
 
 def _dense_skip(pipe) -> tuple[int, float]:
@@ -265,7 +263,7 @@ def _missing(pipe, until: str, needs: Sequence[str], last: str) -> str | None:
     absent = [c for c in needs if c not in pipe.models]
     if absent:
         return f"the model has no {', '.join(absent)}"
-    if STAGES.index(last) > STAGES.index(until):
+    if UNTIL_STAGES.index(last) > UNTIL_STAGES.index(until):
         return f"past --until {until}"
     return None
 
@@ -317,7 +315,7 @@ def _interpolation_section(pipe, clock: _Clock, n: int, seed: int, steps, batch_
         x[:, :, torch.from_numpy(~known).to(x.device)] = 0.0  # the true in-between frames never reach the model
         embed = pipe.encode_images(x[:, :, anchor]) if "clip" in pipe.models else None
         gens = generators(_noise_seeds(seed, INTERPOLATION, s, e - s))
-        out = clock.run(pipe.masked_fill, x, torch.from_numpy(known), fps=fps, embed=embed,
+        out = clock.run(pipe.interpolator.fill, x, torch.from_numpy(known), fps=fps, embed=embed,
                         text=_empty_text(pipe, e - s), gens=gens, steps=pipe.steps_for("interpolator", steps),
                         guidance=pipe.guidance_for("interpolator", None), label="eval ↑F")
         for true, made in zip(truth, _to_frames(out, fps)):
@@ -341,9 +339,9 @@ def _sr_section(pipe, clock: _Clock, stage: str, n: int, seed: int, steps, batch
         x = _to_tensor([render_clip(sc, frames, skip, low)[0] for sc in scenes], pipe.device)
         gens = generators(_noise_seeds(seed, section, s, e - s))
         if stage == "sr_low":
-            out = clock.run(pipe.super_resolve_low, x, gens, fps=fps, steps=pipe.steps_for(stage, steps))
+            out = clock.run(pipe.sr_low.sample, x, gens, fps=fps, steps=pipe.steps_for(stage, steps))
         else:
-            out = clock.run(pipe.super_resolve_high, x, gens, steps=pipe.steps_for(stage, steps))
+            out = clock.run(pipe.sr_high.sample, x, gens, steps=pipe.steps_for(stage, steps))
         for true, made, base in zip(truth, _to_frames(out, fps), _to_frames(sr_cond(x, high), fps)):
             model_psnr.append(psnr(made, true))
             bicubic_psnr.append(psnr(base, true))
@@ -366,7 +364,7 @@ def _extrapolation_section(pipe, clock: _Clock, n: int, seed: int, steps, batch_
         x[:, :, n_known:] = 0.0
         embed = pipe.encode_images(x[:, :, n_known - 1]) if "clip" in pipe.models else None
         gens = generators(_noise_seeds(seed, EXTRAPOLATION, s, e - s))
-        out = clock.run(pipe.masked_fill, x, torch.from_numpy(known), fps=fps, embed=embed,
+        out = clock.run(pipe.interpolator.fill, x, torch.from_numpy(known), fps=fps, embed=embed,
                         text=_empty_text(pipe, e - s), gens=gens, steps=pipe.steps_for("interpolator", steps),
                         guidance=pipe.guidance_for("interpolator", None), context=max(1, frames // 2),
                         label="eval extrapolate")
@@ -396,14 +394,10 @@ def evaluate(pipe, n: int = 16, seed: int = 0, steps: int | dict | None = None, 
     {"skipped": reason}.
     """
     # 1. check inputs
-    if not 1 <= n <= MAX_N:
-        raise UsageError(f"-n must be in 1…{MAX_N}, got {n}")
-    if not 0 <= seed <= MAX_SEED:
-        raise UsageError(f"--seed must be in 0…{MAX_SEED}, got {seed}")
-    if until not in STAGES:
-        raise UsageError(f"--until must be one of {', '.join(STAGES)}, got {until!r}")
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be ≥ 1, got {batch_size}")
+    checks.eval_count(n)
+    checks.seed(seed)
+    checks.until(until)
+    checks.at_least("--batch-size", batch_size, 1)
     reporter = reporter or pipe.reporter
     clock, start = _Clock(pipe), time.perf_counter()
     report: dict = {"model": str(pipe.folder), "seed": seed, "n": n, "until": until, "steps": steps,

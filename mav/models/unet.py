@@ -166,10 +166,6 @@ class SpaceTimeUNet(nn.Module):
         """The parameters added for video (Dirac conv1d, temporal attention); empty if config.temporal=False."""
         return (p for name, p in self.named_parameters() if is_temporal_parameter(name))
 
-    def spatial_parameters(self) -> Iterator[nn.Parameter]:
-        """Every parameter of the image model, i.e. all but `temporal_parameters()`."""
-        return (p for name, p in self.named_parameters() if not is_temporal_parameter(name))
-
     def forward(self, x: Tensor, t: Tensor, *, cond: Tensor | None = None, image_embed: Tensor | None = None,
                 text_tokens: Tensor | None = None, text_mask: Tensor | None = None, fps: Tensor | None = None,
                 aug_level: Tensor | None = None, temporal: bool = True) -> Tensor:

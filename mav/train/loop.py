@@ -7,7 +7,7 @@ A stage plugs in a model and two functions:
 
 Resumption is exact because nothing depends on iterator state. With global batch B, W processes and A
 micro-steps per step (b = B / (W·A) samples each), optimizer step s trains on the global samples [s·B, (s+1)·B):
-rank r at micro-step m takes s·B + (m·b + i)·W + r for i < b, the positions `mav.train.data` streams give rank r
+rank r at micro-step m takes s·B + (m·b + i)·W + r for i < b, the positions `mav.train.datasets` streams give rank r
 of W. So batch_fn must build sample j from (seed, j) alone, and loss_fn must draw its noise from the sample
 indices (e.g. generators seeded with j), never from the process. The global RNGs (torch, numpy, random) are
 reseeded from (seed, step, micro-step, rank) before every micro-step as well, so dropout is a function of the step.
@@ -23,12 +23,10 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import pickle
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +35,10 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from mav import files
 from mav.errors import MavError, ModelError, OutOfMemory, UsageError
 from mav.progress import Reporter, reporter_for
+from mav.train.options import TrainConfig
 from mav.train.distributed import (
     all_mean, barrier, full_tensor, gradient_sync, setup_distributed, shard_like, teardown_distributed, wrap_model,
 )
@@ -49,59 +49,6 @@ FORMAT = 1  # checkpoint layout version
 
 BatchFn = Callable[[int, range], Any]
 LossFn = Callable[[nn.Module, Any, int], Tensor]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train; what is trained is the caller's. `batch_size` is global: over processes and micro-steps."""
-
-    steps: int
-    batch_size: int
-    lr: float = 1e-4
-    weight_decay: float = 0.01  # on matrices and kernels only, not on biases and norm gains
-    warmup_steps: int = 0
-    schedule: str = "constant"  # after warm-up: "constant", or "cosine" down to 0 at `steps`
-    grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
-    grad_accum: int = 1  # micro-steps per optimizer step
-    ema_decay: float = 0.999
-    checkpoint_every: int = 1000  # steps; 0 saves only at the end
-    log_every: int = 10
-    seed: int = 0
-    bf16: bool = True  # autocast to bfloat16 on CUDA
-    cpu_bf16: bool = False  # … and on the CPU (slow on most CPUs)
-    fsdp: bool = False  # shard with FSDP2 instead of replicating with DDP
-
-    def __post_init__(self) -> None:
-        at_least = {"steps": 1, "batch_size": 1, "grad_accum": 1, "log_every": 1,
-                    "warmup_steps": 0, "checkpoint_every": 0, "seed": 0}
-        for name, low in at_least.items():
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise UsageError(f"{name.replace('_', ' ')} must be an integer ≥ {low}, got {value!r}")
-        if not self.lr > 0:
-            raise UsageError(f"learning rate must be > 0, got {self.lr}")
-        if self.weight_decay < 0 or self.grad_clip < 0:
-            raise UsageError(f"weight decay and gradient clip must be ≥ 0, got {self.weight_decay}, {self.grad_clip}")
-        if not 0 <= self.ema_decay < 1:
-            raise UsageError(f"EMA decay must be in [0, 1), got {self.ema_decay}")
-        if self.schedule not in ("constant", "cosine"):
-            raise UsageError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
-
-    def lr_factor(self, step: int) -> float:
-        """Multiplier of `lr` at optimizer step `step` (from 0): (step+1)/warmup, then 1 or ½(1 + cos π·progress)."""
-        if step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps
-        if self.schedule == "cosine":
-            progress = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
-            return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-        return 1.0
-
-    def trajectory(self) -> dict[str, Any]:
-        """The fields that change what training computes; a resumed run must match them. How often to log or
-        save, FSDP and the process count do not; `steps` does only for the cosine schedule (so a constant run
-        can be extended)."""
-        ignored = {"checkpoint_every", "log_every", "fsdp"} | ({"steps"} if self.schedule == "constant" else set())
-        return {k: v for k, v in asdict(self).items() if k not in ignored}
 
 
 class Trainer:
@@ -271,7 +218,8 @@ class Trainer:
 
     def _fresh(self) -> int:
         if (self.run_dir / CHECKPOINT).exists():
-            raise UsageError(f"{self.run_dir} already holds a checkpoint; resume it or choose a new run folder")
+            raise UsageError(f"{self.run_dir} already holds a checkpoint: pass --resume to continue it, or "
+                             f"--run-dir DIR to start a new run elsewhere")
         if self.rank == 0:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         return 0
@@ -292,7 +240,7 @@ class Trainer:
         if difference:
             key, here, there = difference
             raise UsageError(f"cannot resume from {path}: {key} is {here} here but {there} in the checkpoint; "
-                             "use the same settings or start a new run folder")
+                             "use the same settings, or --run-dir DIR to start a new run elsewhere")
         if ckpt["step"] > self.cfg.steps:
             raise UsageError(f"cannot resume from {path}: it is at step {ckpt['step']}, past steps = {self.cfg.steps}")
         if set(ckpt["ema"]) != set(self.ema):
@@ -324,16 +272,8 @@ class Trainer:
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
     """torch.save to a temporary file beside `path`, then rename: `path` is always whole (old or new), even
     after Ctrl-C or a full disk, and no temporary file is left behind."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with files.atomic_file(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -14,8 +14,10 @@ import shutil
 import sys
 from pathlib import Path
 
+from mav import files
 from mav.train.loop import METRICS
-from mav.train.stages import HISTORY_FILE, ORDER, STAGES, default_run_dir, history
+from mav.train.options import default_run_dir
+from mav.train.stages import HISTORY_FILE, ORDER, STAGE_SPECS, history
 
 WINDOW = 5  # logged steps averaged for the first and last loss
 
@@ -27,7 +29,7 @@ def summarize(folder: Path, previous: dict | None = None) -> dict:
     out: dict[str, list[dict]] = {}
     previous = previous or {}
     for stage in ORDER:
-        records = [h for h in history(folder, STAGES[stage].component) if h.get("stage") == stage]
+        records = [h for h in history(folder, STAGE_SPECS[stage].component) if h.get("stage") == stage]
         runs: dict[str, dict] = {}  # by run folder: a resumed run's later record replaces its earlier one
         for record in records:
             run_dir = str(record.get("run_dir", default_run_dir(folder, stage)))
@@ -62,28 +64,30 @@ def ship(folder: Path, dest: Path) -> Path:
     from mav.hub import load_index
 
     index = load_index(folder)
-    staging = dest.with_name(f".{dest.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    shutil.copy2(folder / "model_index.json", staging / "model_index.json")
-    if (folder / "TRAINING.md").is_file():  # how it was trained, written by hand beside the weights
-        shutil.copy2(folder / "TRAINING.md", staging / "TRAINING.md")
-    for component in index.components:
-        (staging / component).mkdir()
-        for name in ("config.json", HISTORY_FILE):
-            if (folder / component / name).is_file():
-                shutil.copy2(folder / component / name, staging / component / name)
-        weights = folder / component / "model.safetensors"
-        if weights.is_file():
-            tensors = {k: (v.to(torch.float16) if v.is_floating_point() else v).contiguous()
-                       for k, v in load_file(weights).items()}
-            save_file(tensors, staging / component / "model.safetensors")
-    shipped_with = folder / "metrics_summary.json"
-    previous = json.loads(shipped_with.read_text()) if shipped_with.is_file() else None
-    (staging / "metrics_summary.json").write_text(json.dumps(summarize(folder, previous), indent=2) + "\n")
-    if dest.exists():
-        shutil.rmtree(dest)
-    staging.rename(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = files.sibling(dest, "partial")
+    staging.mkdir()
+    try:
+        shutil.copy2(folder / "model_index.json", staging / "model_index.json")
+        if (folder / "TRAINING.md").is_file():  # how it was trained, written by hand beside the weights
+            shutil.copy2(folder / "TRAINING.md", staging / "TRAINING.md")
+        for component in index.components:
+            (staging / component).mkdir()
+            for name in ("config.json", HISTORY_FILE):
+                if (folder / component / name).is_file():
+                    shutil.copy2(folder / component / name, staging / component / name)
+            weights = folder / component / "model.safetensors"
+            if weights.is_file():
+                tensors = {k: (v.to(torch.float16) if v.is_floating_point() else v).contiguous()
+                           for k, v in load_file(weights).items()}
+                save_file(tensors, staging / component / "model.safetensors")
+        shipped_with = folder / "metrics_summary.json"
+        previous = json.loads(shipped_with.read_text()) if shipped_with.is_file() else None
+        (staging / "metrics_summary.json").write_text(json.dumps(summarize(folder, previous), indent=2) + "\n")
+        files.replace_folder(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return dest
 
 

@@ -13,7 +13,6 @@ weights back when it finishes, with a line in `<component>/training.json` record
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,10 +23,14 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from mav.conditioning import (NATIVE_FPS, frame_mask_cond, noise_augment, resize_frames, sr_cond, sr_residual,
-                              to_prior_space)
+from mav import checks, files
+from mav.checks import TRAINING_STAGES
+from mav.conditioning import (NATIVE_FPS, Text, frame_mask_cond, noise_augment, resize_frames, sr_cond, sr_residual,
+                              to_prior_space, unet_inputs)
 from mav.config import config_to_dict
+from mav.diffusion.noise import draw_timesteps, draw_uniform, gaussian_noise, sample_generators
 from mav.errors import ModelError, UsageError
+from mav.train.options import default_run_dir
 
 HISTORY_FILE = "training.json"
 # Min-SNR-γ by default only for D on images (Hang et al. 2023: ≈3× faster convergence on image generation). Its
@@ -50,7 +53,7 @@ class StageSpec:
     uses_clip: bool = True
 
 
-STAGES: dict[str, StageSpec] = {s.name: s for s in (
+STAGE_SPECS: dict[str, StageSpec] = {s.name: s for s in (
     StageSpec("clip", "clip", "images", uses_clip=False),
     StageSpec("prior", "prior", "images", after=(("clip", "clip"),)),
     StageSpec("decoder-image", "decoder", "images", after=(("clip", "clip"),)),
@@ -59,7 +62,8 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
     StageSpec("sr-low", "sr_low", "videos", uses_clip=False),
     StageSpec("sr-high", "sr_high", "images", uses_clip=False),
 )}
-ORDER = tuple(STAGES)
+ORDER = TRAINING_STAGES  # the recipe's order, which `mav.checks` knows without torch
+assert tuple(STAGE_SPECS) == ORDER, (tuple(STAGE_SPECS), ORDER)
 
 
 @dataclass(frozen=True)
@@ -95,9 +99,7 @@ class StageRun:
 
 
 def stage_spec(name: str) -> StageSpec:
-    if name not in STAGES:
-        raise UsageError(f"unknown stage {name!r}; stages, in order: {', '.join(ORDER)} (or recipe)")
-    return STAGES[name]
+    return STAGE_SPECS[checks.training_stage(name, recipe=False)]
 
 
 def history(folder: Path, component: str) -> list[dict]:
@@ -136,22 +138,6 @@ def _clip_is_pretrained(folder: Path) -> bool:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Randomness: every draw of sample j comes from a generator seeded with (seed, j)
-
-
-def sample_generators(seed: int, index: Tensor) -> list[torch.Generator]:
-    return [torch.Generator().manual_seed((seed * 1_000_003 + int(j)) % 2**63) for j in index.tolist()]
-
-
-def draw_timesteps(gens: list[torch.Generator], timesteps: int) -> Tensor:
-    return torch.stack([torch.randint(timesteps, (), generator=g) for g in gens])
-
-
-def draw_noise(shape: tuple[int, ...], gens: list[torch.Generator]) -> Tensor:
-    return torch.stack([torch.randn(shape, generator=g) for g in gens])
-
-
-def draw_uniform(gens: list[torch.Generator]) -> Tensor:
-    return torch.stack([torch.rand((), generator=g) for g in gens])
 
 
 def collate(samples: list[dict]) -> dict:
@@ -267,7 +253,7 @@ def frame_skips(stage: str, defaults, max_skip: int):
     the cascade's output rate (base fps × factor), a quarter at the base rate (the keyframe modes). sr-low: the
     output rate, where SR^t_l runs.
     """
-    from mav.train.data import FrameSkipSchedule, SkipChoice
+    from mav.train.skips import FrameSkipSchedule, SkipChoice
 
     base = max(1, round(NATIVE_FPS / defaults.fps))
     dense = max(1, round(NATIVE_FPS / (defaults.fps * max(1, defaults.interpolation_factor))))
@@ -282,7 +268,7 @@ def frame_skips(stage: str, defaults, max_skip: int):
 
 def _dataset(spec: StageSpec, config, clip, data: str, *, seed: int, total_samples: int, options: StageOptions,
              skip=1):
-    from mav.train.data import ShapesImages, ShapesVideos, detect_format, open_dataset
+    from mav.train.datasets import ShapesImages, ShapesVideos, detect_format, open_dataset
 
     size = clip.image_size if spec.name == "clip" else getattr(config, "sample_size", None)
     if spec.name == "prior":
@@ -336,7 +322,7 @@ def _denoise_loss(model, schedule, x0: Tensor, gens, *, mask: Tensor | None = No
     """ε-, v- or x0-prediction MSE at timesteps and noise drawn from each sample's generator (only where `mask`,
     each sample weighted by min-SNR-γ when `min_snr_gamma` is set)."""
     t = draw_timesteps(gens, schedule.num_timesteps).to(x0.device)
-    noise = draw_noise(tuple(x0.shape[1:]), gens).to(x0.device)
+    noise = gaussian_noise(x0.shape, gens, x0.device)
     out = model(schedule.q_sample(x0, t, noise), t, **kwargs)
     return schedule.training_loss(out.float(), x0, noise, t, mask=mask, min_snr_gamma=min_snr_gamma)
 
@@ -357,17 +343,6 @@ def _prior_loss(*, schedule, clip, seed, config, gamma=None, **_):
     return loss_fn
 
 
-def _unet_conditioning(config, embed: Tensor, text, fps: Tensor | None, keep: Tensor) -> dict:
-    kwargs: dict = {}
-    if config.image_embed_dim:
-        kwargs["image_embed"] = embed * keep.view(-1, 1)
-    if config.text_dim:
-        kwargs["text_tokens"], kwargs["text_mask"] = text[0], text[2]
-    if config.fps_cond and fps is not None:
-        kwargs["fps"] = fps
-    return kwargs
-
-
 def _decoder_image_loss(*, schedule, clip, seed, config, gamma=None, **_):
     empty = _EmptyPrompt(clip)
 
@@ -378,7 +353,7 @@ def _decoder_image_loss(*, schedule, clip, seed, config, gamma=None, **_):
             embed = torch.nn.functional.normalize(clip.encode_image(images).float(), dim=-1)
         keep = (draw_uniform(gens) >= CFG_DROPOUT).to(device)
         text = _drop(_text(clip, batch["caption"], device), empty(len(gens), device), keep)
-        kwargs = _unet_conditioning(config, embed, text, None, keep)
+        kwargs = unet_inputs(config, len(gens), embed=embed * keep.view(-1, 1), text=Text(*text))
         return _denoise_loss(model, schedule, images, gens, temporal=False, min_snr_gamma=gamma, **kwargs)
     return loss_fn
 
@@ -420,8 +395,8 @@ def _decoder_video_loss(*, schedule, clip, seed, config, gamma=None, **_):
         gens = sample_generators(seed, batch["index"])
         video, device = batch["video"], batch["video"].device
         keep = (draw_uniform(gens) >= CFG_DROPOUT).to(device)
-        kwargs = _unet_conditioning(config, _video_embed(clip, video), _no_text(empty, batch, device),
-                                    batch["fps"], keep)
+        kwargs = unet_inputs(config, len(gens), embed=_video_embed(clip, video) * keep.view(-1, 1),
+                             text=Text(*_no_text(empty, batch, device)), fps=batch["fps"])
         return _denoise_loss(model, schedule, video, gens, min_snr_gamma=gamma, **kwargs)
     return loss_fn
 
@@ -484,7 +459,8 @@ def _interpolator_loss(*, schedule, clip, seed, config, gamma=None, factor: int 
         known = random_known_frames(gens, video.shape[2], factor).to(device)
         keep = (draw_uniform(gens) >= CFG_DROPOUT).to(device)
         embed = _frame_embed(clip, video, _pick_known(gens, known))
-        kwargs = _unet_conditioning(config, embed, _no_text(empty, batch, device), batch["fps"], keep)
+        kwargs = unet_inputs(config, len(gens), embed=embed * keep.view(-1, 1),
+                             text=Text(*_no_text(empty, batch, device)), fps=batch["fps"])
         unknown = rearrange(~known, "b f -> b 1 f 1 1")  # the loss scores only the frames ↑F must make
         return _denoise_loss(model, schedule, video, gens, cond=frame_mask_cond(video, known), mask=unknown,
                              min_snr_gamma=gamma, **kwargs)
@@ -502,15 +478,11 @@ def sr_training_inputs(batch: dict, key: str, config, gens) -> tuple[Tensor, dic
     low = batch.get(f"{key}_low")
     low = low if low is not None else resize_frames(x, config.low_res_size)
     clean = sr_cond(low, config.sample_size)
-    kwargs: dict = {}
+    cond, level = clean, None
     if config.aug_cond:
         level = (draw_uniform(gens) * config.noise_aug_max).to(x.device)
-        noisy = noise_augment(low, level, draw_noise(tuple(low.shape[1:]), gens).to(x.device))
-        kwargs["cond"], kwargs["aug_level"] = sr_cond(noisy, config.sample_size), level
-    else:
-        kwargs["cond"] = clean
-    if config.fps_cond and "fps" in batch:
-        kwargs["fps"] = batch["fps"]
+        cond = sr_cond(noise_augment(low, level, gaussian_noise(low.shape, gens, x.device)), config.sample_size)
+    kwargs = unet_inputs(config, x.shape[0], fps=batch.get("fps"), cond=cond, aug_level=level, device=x.device)
     target = sr_residual(x, clean, config.residual_scale) if config.residual else x
     return target, kwargs
 
@@ -588,9 +560,7 @@ def gate_stage(stage: str, folder: str | Path, *, n: int = 16, seed: int = 0, re
         gates = json.loads(path.read_text()) if path.is_file() else {}
         gates[stage] = dict(result.to_dict(), time=time.time())
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(gates, indent=2) + "\n")
-        os.replace(tmp, path)
+        files.write_json(path, gates)
     barrier()
     record = dict(json.loads(path.read_text())[stage])
     record.pop("time", None)
@@ -601,64 +571,11 @@ def completed(folder: Path, stage: str) -> bool:
     return any(h.get("stage") == stage for h in history(folder, stage_spec(stage).component))
 
 
-def default_run_dir(folder: Path, stage: str) -> Path:
-    """Checkpoints live beside the model folder, not in it, so the folder stays a clean, shareable model."""
-    return folder.absolute().parent / f"{folder.name}.runs" / stage
-
-
 def record_history(folder: Path, component: str, entry: dict) -> None:
     path = folder / component / HISTORY_FILE
     stages = history(folder, component) + [entry]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"stages": stages}, indent=2) + "\n")
-    os.replace(tmp, path)
+    files.write_json(path, {"stages": stages})
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Recipes: every stage in order, with steps sized for a preset
-
-
-@dataclass(frozen=True)
-class RecipeStep:
-    stage: str
-    steps: int
-    batch_size: int
-    lr: float
-    ema_decay: float = 0.999  # shorter stages average over fewer steps, so the EMA is not mostly old weights
-    warmup: int = 100
-    schedule: str = "cosine"  # a peak learning rate, then cosine decay to 0: converges faster on these small nets
-
-
-RECIPES: dict[str, tuple[RecipeStep, ...]] = {
-    "tiny": tuple(RecipeStep(s, 4, 4, 1e-3, warmup=1) for s in ORDER),
-    "shapes": (  # the embedded default's full retrain, gated stage by stage; not yet run end to end (its
-                 # stages measured 15 samples/s for D on images, 1.2–3.5 for the video and SR stages, at one
-                 # thread on a 2-core CPU: many hours there; weights/shapes/TRAINING.md has what was run)
-        RecipeStep("clip", 4000, 64, 1e-3, 0.995, warmup=200),
-        RecipeStep("prior", 3000, 64, 1e-3, 0.998, warmup=200),
-        RecipeStep("decoder-image", 4000, 32, 1e-3, 0.999, warmup=200),
-        RecipeStep("decoder-video", 1500, 8, 5e-4, 0.995),
-        RecipeStep("interpolator", 1500, 8, 5e-4, 0.995),
-        RecipeStep("sr-low", 600, 4, 1e-3, 0.995, warmup=50),
-        RecipeStep("sr-high", 800, 8, 1e-3, 0.995, warmup=50),
-    ),
-    "small": (
-        RecipeStep("clip", 3000, 64, 5e-4),
-        RecipeStep("prior", 3000, 64, 3e-4),
-        RecipeStep("decoder-image", 6000, 32, 2e-4),
-        RecipeStep("decoder-video", 3000, 8, 1e-4),
-        RecipeStep("interpolator", 3000, 8, 1e-4),
-        RecipeStep("sr-low", 3000, 8, 2e-4),
-        RecipeStep("sr-high", 3000, 16, 2e-4),
-    ),
-}
-
-
-def recipe(name: str) -> tuple[RecipeStep, ...]:
-    if name not in RECIPES:
-        raise UsageError(f"unknown preset {name!r}; recipes: {', '.join(RECIPES)}")
-    return RECIPES[name]
-
-
-__all__ = ["STAGES", "ORDER", "StageOptions", "build_stage", "run_stage", "recipe", "RECIPES",
+__all__ = ["STAGE_SPECS", "ORDER", "StageOptions", "build_stage", "run_stage",
            "interpolator_from_decoder", "random_known_frames"]

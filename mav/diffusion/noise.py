@@ -1,0 +1,45 @@
+"""Seeded noise: one CPU generator per sample, so that a sample depends only on its seed, not on its batch position
+or the device it runs on. The pipeline, the samplers, the evaluation and training all draw their noise here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def generators(seeds: Sequence[int]) -> list[torch.Generator]:
+    """One CPU generator per sample, seeded with seeds[i]."""
+    return [torch.Generator().manual_seed(s) for s in seeds]
+
+
+def gaussian_noise(shape: Sequence[int], generator: Generators = None, device: torch.device | str | None = None,
+                   dtype: torch.dtype = torch.float32) -> Tensor:
+    """ε ~ N(0, I) of `shape`, drawn on the CPU; with a list of generators, item i is drawn from generator[i]."""
+    shape = tuple(shape)
+    if generator is None or isinstance(generator, torch.Generator):
+        noise = torch.randn(shape, generator=generator)
+    else:
+        if len(generator) != shape[0]:
+            raise ValueError(f"got {len(generator)} generators for a batch of {shape[0]}")
+        noise = torch.stack([torch.randn(shape[1:], generator=g) for g in generator])
+    return noise.to(device=device, dtype=dtype)
+
+
+def sample_generators(seed: int, index: Tensor) -> list[torch.Generator]:
+    """Training: one generator per global sample index j of a run seeded `seed`, so that sample j's noise, timestep
+    and dropout are the same on any number of processes and after a resume."""
+    return [torch.Generator().manual_seed((seed * 1_000_003 + int(j)) % 2**63) for j in index.tolist()]
+
+
+def draw_timesteps(gens: Sequence[torch.Generator], timesteps: int) -> Tensor:
+    """(b,) timesteps uniform in [0, timesteps), item i from gens[i]."""
+    return torch.stack([torch.randint(timesteps, (), generator=g) for g in gens])
+
+
+def draw_uniform(gens: Sequence[torch.Generator]) -> Tensor:
+    """(b,) numbers uniform in [0, 1), item i from gens[i]."""
+    return torch.stack([torch.rand((), generator=g) for g in gens])
