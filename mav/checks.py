@@ -282,21 +282,30 @@ def input_media(path: str | os.PathLike, *, image: bool = True, video: bool = Tr
     return kind
 
 
-def probe_frames(path: str | os.PathLike, kind: str) -> int | None:
-    """How many frames an input holds (1 for an image), as far as its container says without decoding; None when
-    it does not say (the count is then checked once the frames are read)."""
+def probe(path: str | os.PathLike, kind: str) -> tuple[int | None, int, int]:
+    """(frames, width, height) of an input as far as its header says, without decoding pixels: 1 frame for an
+    image; frames None when a video's container does not say (the count is then checked once it is read)."""
     p = Path(path).expanduser()
-    if kind == "image":
-        return 1
     if kind == "frames":
-        return sum(1 for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
+        files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
+        _, width, height = probe(files[0], "image")
+        return len(files), width, height
+    if kind == "image":
+        from PIL import Image  # reads the header only; no torch
+
+        try:
+            with Image.open(p) as im:
+                return 1, im.width, im.height
+        except (OSError, ValueError, SyntaxError) as err:
+            raise MediaError(f"cannot read image {p}: {first_line(err)}") from None
     import av  # PyAV: no torch, and only the header is read
 
     try:
         with av.open(str(p)) as container:
             if not container.streams.video:
                 raise MediaError(f"no video stream in {p}")
-            return int(container.streams.video[0].frames) or None
+            stream = container.streams.video[0]
+            return int(stream.frames) or None, stream.codec_context.width, stream.codec_context.height
     except (av.FFmpegError, OSError, ValueError, EOFError) as err:
         raise MediaError(f"cannot read video {p} (not a video, or truncated): {first_line(err)}") from None
 
@@ -495,6 +504,18 @@ def unet_bytes(cfg: Any, frames: int, batch: int) -> int:
 def video_bytes(frames: int, size: int, batch: int) -> int:
     """A finished batch of videos in float32 and uint8, with a working copy."""
     return batch * frames * 3 * size * size * (4 * 2 + 1)
+
+
+def frames_fit(what: str, frames: int | None, width: int, height: int, available: int | None,
+               advice: str) -> None:
+    """OutOfMemory (exit 5) before any work when a video of `frames` frames of width × height, held as uint8 and
+    float32 with a working copy, would not fit in `available` bytes."""
+    if frames is None or available is None:
+        return
+    need = video_bytes(frames, 1, 1) * width * height
+    if need > available:
+        raise OutOfMemory(f"{what}: {frames} frames of {width}×{height} would need about {need / 2**30:.1f} GiB "
+                          f"({available / 2**30:.1f} GiB free); {advice}")
 
 
 def available_memory() -> int | None:

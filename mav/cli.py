@@ -202,18 +202,27 @@ def _servable(model: Checked, run: Run, *, num_frames: int | None, factor: int |
     """Refuse, before the model loads, a factor ↑F was not trained for and base frames that would not fit."""
     factor = factor or model.defaults.interpolation_factor
     checks.factor_served(factor, model.configs)
-    # on a GPU, its free memory is asked of torch once the model loads (the Pipeline checks the same request)
-    if run.device == "cpu" or (run.device == "auto" and not checks.may_have_cuda()):
+    if _on_cpu(run):
         checks.generation_fits(model.configs, num_frames=num_frames or model.defaults.num_frames, factor=factor,
                                batch=batch, available=checks.available_memory())
 
 
-def _input(path: str, what: str, *, image: bool = True, video: bool = True, min_frames: int = 1,
-           mode: str = "") -> str:
-    """Check an input file by its header (and its frame count where the mode needs several); returns its kind."""
+def _on_cpu(run: Run) -> bool:
+    """Whether the run's memory is this machine's RAM (a GPU's is asked of torch once the model loads, and the
+    Pipeline checks the same request there)."""
+    return run.device == "cpu" or (run.device == "auto" and not checks.may_have_cuda())
+
+
+def _input(path: str, what: str, run: Run, *, image: bool = True, video: bool = True, min_frames: int = 1,
+           mode: str = "", frames_out=None, advice: str = "") -> str:
+    """Check an input file by its header: its kind, its frame count where the mode needs several, and, with
+    `frames_out` (input frames → frames of the result at the input's size), that the result fits in memory."""
     kind = checks.input_media(path, image=image, video=video, what=what)
-    if min_frames > 1:
-        checks.input_frames(checks.probe_frames(path, kind), min_frames, path, mode)
+    if min_frames > 1 or (frames_out is not None and _on_cpu(run)):
+        count, width, height = checks.probe(path, kind)
+        checks.input_frames(count, min_frames, path, mode)
+        if frames_out is not None and count is not None and _on_cpu(run):
+            checks.frames_fit(path, max(count, frames_out(count)), width, height, checks.available_memory(), advice)
     return kind
 
 
@@ -232,7 +241,7 @@ def animate_image(
     """Image → video: keep the image as frame 0 and generate what follows."""
     run = _check_common(seed, fps, num_frames, factor, min_frames=2, prompt=prompt, steps=steps,
                         guidance=guidance_scale, sampler=sampler, device=device, dtype=dtype)
-    _input(image, "image", video=False)
+    _input(image, "image", run, video=False)
     (path,) = checks.outputs(output or f"{Path(image).stem}-animated-{{seed}}.mp4", [run.seed], [Path(image).stem],
                              overwrite)
     checked = _model(model, revision, offline)
@@ -266,14 +275,18 @@ def interpolate(
                         guidance=guidance_scale, sampler=sampler, device=device, dtype=dtype)
     if last is None:
         checks.at_least("--factor", factor, 2)
-        _input(first, "video", image=False, min_frames=2, mode="raising the frame rate")
+        _input(first, "video", run, image=False, min_frames=2, mode="raising the frame rate")
     else:
-        _input(first, "first image", video=False)
-        _input(last, "last image", video=False)
+        _input(first, "first image", run, video=False)
+        _input(last, "last image", run, video=False)
     (path,) = checks.outputs(output or f"{Path(first).stem}-interpolated-{{seed}}.mp4", [run.seed],
                              [Path(first).stem], overwrite)
     checked = _model(model, revision, offline)
     _servable(checked, run, num_frames=num_frames if last is not None else None, factor=factor)
+    if last is None:  # the result has (n − 1)·k + 1 frames at the video's own size
+        k = factor or checked.defaults.interpolation_factor
+        _input(first, "video", run, image=False, frames_out=lambda n: (n - 1) * k + 1,
+               advice="raise the frame rate of shorter parts")
     pipe = _pipeline(checked, run, quiet, compile_)
     a = _read_input(first)
     b = _read_input(last) if last is not None else None
@@ -297,7 +310,8 @@ def extrapolate(
     run = _check_common(seed, prompt=prompt, steps=steps, guidance=guidance_scale, sampler=sampler, device=device,
                         dtype=dtype)
     checks.at_least("--frames", frames, 1)
-    _input(video, "video", image=False)
+    _input(video, "video", run, image=False, frames_out=lambda n: n + frames,
+           advice="ask for fewer --frames, or continue a shorter or smaller clip")
     (path,) = checks.outputs(output or f"{Path(video).stem}-extended-{{seed}}.mp4", [run.seed], [Path(video).stem],
                              overwrite)
     checked = _model(model, revision, offline)
@@ -326,7 +340,7 @@ def variations(
                         sampler=sampler, device=device, dtype=dtype)
     checks.at_least("-n", n, 1)
     checks.strength(strength)
-    _input(source, "input")
+    _input(source, "input", run, frames_out=lambda n: n, advice="use a shorter or smaller clip")
     seeds = checks.prompt_seeds(run.seed, n)
     stem = Path(source).stem
     template = output or (f"{stem}-variation-{{seed}}.mp4" if n == 1 else f"{stem}-variation-{{index}}-{{seed}}.mp4")
@@ -354,7 +368,7 @@ def upscale(
     """Spatiotemporal (SR^t_l) and spatial (SR_h) super-resolution of any video."""
     run = _check_common(seed, steps=steps, sampler=sampler, device=device, dtype=dtype)
     stages = checks.sr_stages(stage)
-    _input(video, "input")
+    _input(video, "input", run, frames_out=lambda n: n, advice="upscale a shorter clip, or it in parts")
     (path,) = checks.outputs(output or f"{Path(video).stem}-upscaled-{{seed}}.mp4", [run.seed], [Path(video).stem],
                              overwrite)
     checked = _model(model, revision, offline)

@@ -115,9 +115,16 @@ class Pipeline:
     def _check_request(self, *, num_frames: int, factor: int, batch: int) -> None:
         """The checks the CLI makes from the configs before loading (`mav.checks`), made again here for the
         Python API, with this device's free memory."""
-        free = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else checks.available_memory()
         checks.factor_served(factor, self.configs)
-        checks.generation_fits(self.configs, num_frames=num_frames, factor=factor, batch=batch, available=free)
+        checks.generation_fits(self.configs, num_frames=num_frames, factor=factor, batch=batch,
+                               available=self._free_memory())
+
+    def _free_memory(self) -> int | None:
+        return torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else checks.available_memory()
+
+    def _check_result_fits(self, original: Tensor, frames: int, advice: str) -> None:
+        """A result of `frames` frames at the size of the loaded input `original` (1 3 f s s) must fit in memory."""
+        checks.frames_fit("the video", frames, original.shape[-1], original.shape[-2], self._free_memory(), advice)
 
     def _require(self, *names: str) -> None:
         missing = [n for n in names if n not in self.models]
@@ -347,6 +354,7 @@ class Pipeline:
         original, fps = self._load_frames(source)
         checks.input_frames(original.shape[2], 2, getattr(source, "name", None) or "the video",
                             "raising the frame rate")
+        self._check_result_fits(original, (original.shape[2] - 1) * factor + 1, "raise the frame rate of shorter parts")
         seeds, gens = self._begin(seed, 1)
         size = self.interpolator.config.sample_size
         embed = self.encode_images(original[:, :, original.shape[2] // 2])
@@ -364,6 +372,8 @@ class Pipeline:
         checks.at_least("--frames", frames)
         self._require("clip", "interpolator")
         original, fps = self._load_frames(source)
+        self._check_result_fits(original, original.shape[2] + frames, "ask for fewer frames, or continue a shorter "
+                                "or smaller clip")
         seeds, gens = self._begin(seed, 1)
         cfg = self.interpolator.config
         n = original.shape[2]

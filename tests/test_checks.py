@@ -93,6 +93,7 @@ def test_errors_come_before_torch_with_their_exit_codes(world, tiny_model, media
         (["generate", "x", "--model", "truncated"], 3, "truncated"),
         (["generate", "x", "--factor", str(window)] + m, 2, f"at most {window - 1}"),
         (["generate", "x", "--num-frames", "10000000", "--device", "cpu"] + m, 5, "mav extrapolate"),
+        (["extrapolate", str(media / "clip.mp4"), "--frames", "100000000", "--device", "cpu"] + m, 5, "--frames"),
     ]
     if Path("/proc/self").is_dir():  # a folder no one can create files in, root included
         cases.append((["generate", "x", "-o", "/proc/nope/out.mp4"], 4, "cannot write"))
@@ -109,7 +110,7 @@ def test_info_reads_headers_without_torch(tiny_model, tmp_path):
     assert got == {"code": 0, "err": "", "torch": False}
 
 
-def test_python_api_gets_the_same_messages(tiny_model):
+def test_python_api_gets_the_same_messages(tiny_model, media):
     from mav.pipeline import Pipeline
 
     pipe = Pipeline.load(tiny_model)
@@ -122,6 +123,8 @@ def test_python_api_gets_the_same_messages(tiny_model):
         pipe.generate("x", num_frames=10_000_000)
     with pytest.raises(UsageError, match="--strength"):
         pipe.variations("unused.mp4", strength=0)
+    with pytest.raises(OutOfMemory, match="fewer frames"):
+        pipe.extrapolate(str(media / "clip.mp4"), 100_000_000)
 
 
 def test_train_on_an_existing_checkpoint_names_the_flags(tiny_model, tmp_path):
