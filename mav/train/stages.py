@@ -460,10 +460,10 @@ def _interpolator_loss(*, schedule, clip, seed, config, gamma=None, factor: int 
         keep = (draw_uniform(gens) >= CFG_DROPOUT).to(device)
         embed = _frame_embed(clip, video, _pick_known(gens, known))
         kwargs = unet_inputs(config, len(gens), embed=embed * keep.view(-1, 1),
-                             text=Text(*_no_text(empty, batch, device)), fps=batch["fps"])
+                             text=Text(*_no_text(empty, batch, device)), fps=batch["fps"],
+                             cond=frame_mask_cond(video, known))
         unknown = rearrange(~known, "b f -> b 1 f 1 1")  # the loss scores only the frames ↑F must make
-        return _denoise_loss(model, schedule, video, gens, cond=frame_mask_cond(video, known), mask=unknown,
-                             min_snr_gamma=gamma, **kwargs)
+        return _denoise_loss(model, schedule, video, gens, mask=unknown, min_snr_gamma=gamma, **kwargs)
     return loss_fn
 
 
