@@ -260,13 +260,12 @@ def test_temporal_conv_equals_conv1d_over_frames():
 
 
 @pytest.mark.parametrize("fp32_attention", [True, False])
-def test_bf16_autocast_attention_matches_fp32(monkeypatch, fp32_attention):
+def test_bf16_autocast_attention_matches_fp32(fp32_attention):
     """Under CPU bf16 autocast, attention runs in fp32 (faster there) or bf16; either stays close to fp32."""
     from mav.models import layers
 
-    monkeypatch.setattr(layers, "FP32_ATTENTION_ON_CPU", fp32_attention)
     torch.manual_seed(0)
-    attention = layers.Attention(32, 4)
+    attention = layers.Attention(32, 4, fp32_on_cpu=fp32_attention)
     x, bias = torch.randn(3, 7, 32), torch.randn(1, 4, 7, 7)
     expected = attention(x, attn_mask=bias)
     with torch.autocast("cpu", dtype=torch.bfloat16):

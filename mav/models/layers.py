@@ -13,9 +13,6 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-FP32_ATTENTION_ON_CPU = True  # see Attention.forward; a switch so benchmarks can time both
-
-
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
     """Sinusoidal features of a scalar per batch item, `(b,) → (b, dim)` in float32.
 
@@ -60,11 +57,12 @@ class Attention(nn.Module):
 
     Self-attention when `context_dim` is None, cross-attention to a context `(n, m, context_dim)` otherwise.
     `attn_mask` goes to SDPA unchanged: a bool mask (True = attend) or a float bias, broadcastable to
-    `(n, heads, l, m)`.
+    `(n, heads, l, m)`. `fp32_on_cpu`: under bf16 on a CPU, attend in fp32 (see `forward`).
     """
 
-    def __init__(self, dim: int, heads: int, context_dim: int | None = None) -> None:
+    def __init__(self, dim: int, heads: int, context_dim: int | None = None, fp32_on_cpu: bool = True) -> None:
         super().__init__()
+        self.fp32_on_cpu = fp32_on_cpu
         if dim % heads:
             raise ValueError(f"attention width {dim} is not divisible by heads={heads}")
         self.heads = heads
@@ -84,7 +82,7 @@ class Attention(nn.Module):
             k, v = rearrange(self.to_kv(context), "n m (two h d) -> two n h m d", two=2, h=self.heads)
         else:
             q, k, v = rearrange(self.to_qkv(x), "n l (three h d) -> three n h l d", three=3, h=self.heads)
-        if q.device.type == "cpu" and q.dtype == torch.bfloat16 and FP32_ATTENTION_ON_CPU:
+        if q.device.type == "cpu" and q.dtype == torch.bfloat16 and self.fp32_on_cpu:
             # On the CPU, SDPA's bf16 kernels are slower than its fp32 ones at these head widths
             # (benchmarks/layouts.py; BENCHMARKS.md §6): attend in fp32, keep bf16 for the projections around it.
             mask = attn_mask.float() if attn_mask is not None and attn_mask.is_floating_point() else attn_mask
