@@ -56,13 +56,19 @@ def prior_scale(embed_dim: int) -> float:
     return math.sqrt(embed_dim)
 
 
-def to_prior_space(image_embed: Tensor) -> Tensor:
-    """Unit-norm CLIP image embedding → the prior's x0 (scaled by √D)."""
+def to_prior_space(image_embed: Tensor, stats: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    """CLIP image embedding → the prior's x0: the unit vector scaled by √D, or, for a prior that carries
+    per-dimension statistics (mean, std) as unCLIP's does, the embedding standardised by them."""
+    if stats is not None:
+        return (image_embed - stats[0]) / stats[1]
     return image_embed * prior_scale(image_embed.shape[-1])
 
 
-def from_prior_space(x0: Tensor) -> Tensor:
-    """The prior's sample → a unit-norm CLIP image embedding."""
+def from_prior_space(x0: Tensor, stats: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    """The prior's sample → a CLIP image embedding: unit-norm, or un-standardised with the prior's `stats` (and
+    then left at its own norm, as unCLIP's decoder expects it)."""
+    if stats is not None:
+        return x0.float() * stats[1].float() + stats[0].float()
     return torch.nn.functional.normalize(x0.float(), dim=-1)
 
 

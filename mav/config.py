@@ -100,6 +100,13 @@ class PriorConfig:
     width: int = 128
     layers: int = 2
     heads: int = 4
+    # Options an imported prior needs (defaults: mav's own). Karlo's / unCLIP's prior projects the text states
+    # without a LayerNorm, attends causally, has q/k/v biases, and diffuses CLIP image embeddings standardised by
+    # per-dimension statistics it carries (`clip_mean`, `clip_std`) instead of unit vectors scaled by √D.
+    text_norm: bool = True
+    causal: bool = False
+    qkv_bias: bool = False
+    embedding_stats: bool = False
     diffusion: DiffusionConfig = field(default_factory=lambda: DiffusionConfig(prediction="x0"))
 
 

@@ -7,6 +7,7 @@ import open_clip
 import pytest
 import torch
 
+from mav.conditioning import from_prior_space, to_prior_space
 from mav.config import ClipConfig
 from mav.convert.clip_text import text_cfg, text_tensors
 from mav.errors import ModelError
@@ -52,3 +53,52 @@ def test_clip_text_converter_names_what_it_cannot_map():
         text_tensors(state, 2)
     with pytest.raises(ModelError, match="activation 'relu'"):
         text_cfg(dict(HF_TEXT, hidden_act="relu"))
+
+
+DIFFUSERS_PRIOR = dict(num_attention_heads=2, attention_head_dim=8, num_layers=2, embedding_dim=12,
+                       num_embeddings=5, additional_embeddings=4)
+
+
+def test_prior_from_diffusers_matches_it():
+    diffusers = pytest.importorskip("diffusers")
+    from mav.convert.prior import prior_config, prior_tensors
+    from mav.models.prior import DiffusionPrior
+
+    torch.manual_seed(0)
+    reference = diffusers.PriorTransformer(**DIFFUSERS_PRIOR).eval()
+    with torch.no_grad():  # diffusers starts its positions, query and statistics at zero: make them count
+        for p in reference.parameters():
+            p.copy_(torch.randn_like(p) * 0.5)
+    config = prior_config(dict(reference.config))
+    prior = DiffusionPrior(config).eval()
+    prior.load_state_dict(prior_tensors(reference.state_dict(), config.layers), strict=True)
+    b, d, length = 3, DIFFUSERS_PRIOR["embedding_dim"], DIFFUSERS_PRIOR["num_embeddings"]
+    x, embed, states = torch.randn(b, d), torch.randn(b, d), torch.randn(b, length, d)
+    t = torch.tensor([0, 411, 999])
+    mask = torch.ones(b, length, dtype=torch.bool)
+    mask[1, 3:], mask[2, 1:] = False, False
+    with torch.no_grad():
+        want = reference(x, t, proj_embedding=embed, encoder_hidden_states=states,
+                         attention_mask=mask).predicted_image_embedding
+        got = prior(x, t, text_tokens=states, text_embed=embed, text_mask=mask)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(from_prior_space(to_prior_space(embed, prior.stats), prior.stats), embed)
+
+
+def test_prior_converter_refuses_what_it_cannot_express():
+    from mav.convert.prior import prior_config
+
+    with pytest.raises(ModelError, match="norm_in_type='layer'"):
+        prior_config(dict(DIFFUSERS_PRIOR, norm_in_type="layer"))
+    with pytest.raises(ModelError, match="time_embed_dim=7"):
+        prior_config(dict(DIFFUSERS_PRIOR, time_embed_dim=7))
+
+
+def test_mav_never_imports_the_reference_libraries():
+    import subprocess
+    import sys
+
+    code = ("import sys, mav.cli, mav.pipeline, mav.convert.clip_text, mav.convert.prior, mav.train.stages; "
+            "print(sorted(m for m in ('transformers', 'diffusers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

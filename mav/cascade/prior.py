@@ -31,4 +31,4 @@ class Prior(Stage):
         noise = self.noise((len(gens), self.config.embed_dim), gens)
         x0 = self.denoise(noise, prior_inputs(text), prior_inputs(negative), steps=steps, guidance=guidance,
                           gens=gens, clamp=None)
-        return from_prior_space(x0)
+        return from_prior_space(x0, self.model.stats)

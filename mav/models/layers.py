@@ -57,10 +57,12 @@ class Attention(nn.Module):
 
     Self-attention when `context_dim` is None, cross-attention to a context `(n, m, context_dim)` otherwise.
     `attn_mask` goes to SDPA unchanged: a bool mask (True = attend) or a float bias, broadcastable to
-    `(n, heads, l, m)`. `fp32_on_cpu`: under bf16 on a CPU, attend in fp32 (see `forward`).
+    `(n, heads, l, m)`. `fp32_on_cpu`: under bf16 on a CPU, attend in fp32 (see `forward`); `qkv_bias`: biases on
+    the query, key and value projections (the output projection always has one).
     """
 
-    def __init__(self, dim: int, heads: int, context_dim: int | None = None, fp32_on_cpu: bool = True) -> None:
+    def __init__(self, dim: int, heads: int, context_dim: int | None = None, fp32_on_cpu: bool = True,
+                 qkv_bias: bool = False) -> None:
         super().__init__()
         self.fp32_on_cpu = fp32_on_cpu
         if dim % heads:
@@ -68,10 +70,10 @@ class Attention(nn.Module):
         self.heads = heads
         self.is_cross = context_dim is not None
         if self.is_cross:
-            self.to_q = nn.Linear(dim, dim, bias=False)
-            self.to_kv = nn.Linear(context_dim, 2 * dim, bias=False)
+            self.to_q = nn.Linear(dim, dim, bias=qkv_bias)
+            self.to_kv = nn.Linear(context_dim, 2 * dim, bias=qkv_bias)
         else:
-            self.to_qkv = nn.Linear(dim, 3 * dim, bias=False)
+            self.to_qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.to_out = nn.Linear(dim, dim)
 
     def forward(self, x: Tensor, context: Tensor | None = None, attn_mask: Tensor | None = None) -> Tensor:

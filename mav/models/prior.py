@@ -2,7 +2,8 @@
 
 A transformer reads the sequence [text tokens…, pooled text embedding, timestep, noised image embedding, query]
 and the output at the query token is the prediction (x0 of the image embedding by default, see
-config.diffusion.prediction). Attention is bidirectional; padded text tokens are masked out as keys.
+config.diffusion.prediction). Attention is bidirectional (causal with `config.causal`, as unCLIP's prior);
+padded text tokens are masked out as keys.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ _EXTRA_TOKENS = 4
 class TransformerBlock(nn.Module):
     """Pre-LayerNorm transformer block: self-attention then feed-forward, both residual."""
 
-    def __init__(self, width: int, heads: int) -> None:
+    def __init__(self, width: int, heads: int, qkv_bias: bool = False) -> None:
         super().__init__()
         self.norm_attn = nn.LayerNorm(width)
-        self.attn = Attention(width, heads)
+        self.attn = Attention(width, heads, qkv_bias=qkv_bias)
         self.norm_ff = nn.LayerNorm(width)
         self.ff = FeedForward(width)
 
@@ -40,15 +41,25 @@ class DiffusionPrior(nn.Module):
         super().__init__()
         self.config = config
         width = config.width
-        self.text_proj = nn.Sequential(nn.LayerNorm(config.text_dim), nn.Linear(config.text_dim, width))
+        norm = nn.LayerNorm(config.text_dim) if config.text_norm else nn.Identity()
+        self.text_proj = nn.Sequential(norm, nn.Linear(config.text_dim, width))
         self.text_embed_proj = nn.Linear(config.embed_dim, width)
         self.time_embed = TimestepEmbedding(width, width)
         self.image_embed_proj = nn.Linear(config.embed_dim, width)
         self.query = nn.Parameter(torch.randn(1, 1, width) * 0.02)
         self.positions = nn.Parameter(torch.randn(1, config.text_tokens + _EXTRA_TOKENS, width) * 0.02)
-        self.blocks = nn.ModuleList([TransformerBlock(width, config.heads) for _ in range(config.layers)])
+        self.blocks = nn.ModuleList([TransformerBlock(width, config.heads, config.qkv_bias)
+                                     for _ in range(config.layers)])
         self.norm_out = nn.LayerNorm(width)
         self.out = nn.Linear(width, config.embed_dim)
+        if config.embedding_stats:  # what the prior's space is standardised by (to_prior_space / from_prior_space)
+            self.clip_mean = nn.Parameter(torch.zeros(1, config.embed_dim))
+            self.clip_std = nn.Parameter(torch.ones(1, config.embed_dim))
+
+    @property
+    def stats(self) -> tuple[Tensor, Tensor] | None:
+        """(mean, std) `(1, embed_dim)` the prior's space is standardised by, or None (unit vectors × √D)."""
+        return (self.clip_mean, self.clip_std) if self.config.embedding_stats else None
 
     def forward(self, x: Tensor, t: Tensor, *, text_tokens: Tensor, text_embed: Tensor,
                 text_mask: Tensor | None = None) -> Tensor:
@@ -73,6 +84,10 @@ class DiffusionPrior(nn.Module):
         if text_mask is not None:
             keep = torch.ones(batch, _EXTRA_TOKENS, dtype=torch.bool, device=text_mask.device)
             attn_mask = rearrange(torch.cat([text_mask.bool(), keep], dim=1), "b m -> b 1 1 m")
+        if self.config.causal:  # token i attends to tokens ≤ i (the query, last, to all)
+            n = tokens.shape[1]
+            causal = torch.ones(n, n, dtype=torch.bool, device=tokens.device).tril()
+            attn_mask = causal if attn_mask is None else attn_mask & causal
         for block in self.blocks:
             tokens = block(tokens, attn_mask)
         return self.out(self.norm_out(tokens[:, -1])).to(x.dtype)
