@@ -25,8 +25,13 @@ class DiffusionConfig:
     schedule: str = "cosine"  # cosine | linear
     timesteps: int = 1000
     prediction: str = "v"  # eps | v | x0
+    # Clamp x̂0 to ±clip_x0 at every sampling step; None: the stage's own default (±1 for pixels, none for the
+    # prior). unCLIP's prior, which diffuses standardised embeddings, clips at 5.
+    clip_x0: float | None = None
 
     def __post_init__(self) -> None:
+        if self.clip_x0 is not None and not self.clip_x0 > 0:
+            raise ValueError(f"clip_x0 must be > 0 or null, got {self.clip_x0}")
         if self.schedule not in ("cosine", "linear"):
             raise ValueError(f"schedule must be cosine or linear, got {self.schedule!r}")
         if self.prediction not in ("eps", "v", "x0"):

@@ -3,6 +3,8 @@ The originals are built here with random weights from their own libraries (the t
 
 from __future__ import annotations
 
+import dataclasses
+
 import open_clip
 import pytest
 import torch
@@ -102,3 +104,63 @@ def test_mav_never_imports_the_reference_libraries():
             "print(sorted(m for m in ('transformers', 'diffusers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_prior_sampling_reproduces_diffusers_unclip_loop():
+    """P's sampling call on a converted prior, with the converted scheduler, against the loop of diffusers'
+    UnCLIPPipeline (classifier-free guidance, UnCLIPScheduler steps, post-processing) on the same noise."""
+    diffusers = pytest.importorskip("diffusers")
+    from mav.cascade import Prior, Runtime
+    from mav.conditioning import Text
+    from mav.convert.prior import prior_config, prior_tensors
+    from mav.convert.schedule import diffusion_config
+    from mav.models.prior import DiffusionPrior
+
+    torch.manual_seed(0)
+    reference = diffusers.PriorTransformer(**DIFFUSERS_PRIOR).eval()
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.copy_(torch.randn_like(p) * 0.5)
+    scheduler = diffusers.UnCLIPScheduler(variance_type="fixed_small_log", prediction_type="sample",
+                                          clip_sample=True, clip_sample_range=5.0)
+    diffusion, sampler = diffusion_config(dict(scheduler.config, _class_name="UnCLIPScheduler"))
+    config = dataclasses.replace(prior_config(dict(reference.config)), diffusion=diffusion)
+    model = DiffusionPrior(config).eval()
+    model.load_state_dict(prior_tensors(reference.state_dict(), config.layers))
+    d, length, steps, scale = DIFFUSERS_PRIOR["embedding_dim"], DIFFUSERS_PRIOR["num_embeddings"], 6, 4.0
+    text = Text(torch.randn(1, length, d), torch.randn(1, d), torch.tensor([[True, True, True, False, False]]))
+    negative = Text(torch.randn(1, length, d), torch.randn(1, d), torch.tensor([[True, True, False, False, False]]))
+
+    # diffusers' loop, its schedule in float64 as mav's is: in float32, 1 − ᾱ₀ (β₀ ≈ 4e-5) keeps only 4 digits,
+    # which scales its last x̂0 by ≈ 1.0005 — rounding in the reference, not a different method
+    scheduler.betas = scheduler.betas.double()
+    scheduler.alphas = 1.0 - scheduler.betas
+    scheduler.alphas_cumprod = torch.cumprod(scheduler.alphas, dim=0)
+    scheduler.one = scheduler.one.double()
+    generator = torch.Generator().manual_seed(7)
+    latents = torch.randn((1, d), generator=generator).double()
+    scheduler.set_timesteps(steps)
+    with torch.no_grad():
+        for i, t in enumerate(scheduler.timesteps):
+            out = reference(torch.cat([latents.float()] * 2), timestep=t,
+                            proj_embedding=torch.cat([negative.pooled, text.pooled]),
+                            encoder_hidden_states=torch.cat([negative.tokens, text.tokens]),
+                            attention_mask=torch.cat([negative.mask, text.mask])).predicted_image_embedding
+            uncond, cond = out.double().chunk(2)
+            prev = None if i + 1 == steps else scheduler.timesteps[i + 1]
+            latents = scheduler.step(uncond + scale * (cond - uncond), timestep=t, sample=latents,
+                                     prev_timestep=prev, generator=generator).prev_sample
+        want = reference.post_process_latents(latents.float())
+    runtime = Runtime(device=torch.device("cpu"), sampler=sampler)
+    got = Prior(model, runtime).sample(text, negative, [torch.Generator().manual_seed(7)], steps=steps,
+                                      guidance=scale)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_scheduler_converter_refuses_what_mav_cannot_sample():
+    from mav.convert.schedule import diffusion_config
+
+    with pytest.raises(ModelError, match="learned_range"):
+        diffusion_config({"_class_name": "UnCLIPScheduler", "variance_type": "learned_range"})
+    with pytest.raises(ModelError, match="beta_schedule 'linear'"):
+        diffusion_config({"beta_schedule": "linear"})

@@ -30,5 +30,5 @@ class Prior(Stage):
         """(b, D) unit-norm CLIP image embeddings for the prompts, guided away from `negative`."""
         noise = self.noise((len(gens), self.config.embed_dim), gens)
         x0 = self.denoise(noise, prior_inputs(text), prior_inputs(negative), steps=steps, guidance=guidance,
-                          gens=gens, clamp=None)
+                          gens=gens, clamp=self.config.diffusion.clip_x0)
         return from_prior_space(x0, self.model.stats)
