@@ -48,6 +48,11 @@ class ClipConfig:
     model_cfg: dict[str, Any] | None = None  # open_clip.CLIP(**model_cfg); weights in model.safetensors
     name: str | None = None  # e.g. "ViT-B-32"; weights from open_clip's pretrained tag, no safetensors here
     pretrained: str | None = None  # e.g. "laion2b_s34b_b79k"
+    # How the text side is read, for models imported from other tools (defaults: open_clip's and mav's own): the
+    # id that pads a prompt after its end-of-text token (unCLIP's tokenizer pads with end-of-text itself), and
+    # whether the pooled text embedding is L2-normalised (unCLIP's prior reads the raw projection).
+    text_pad_id: int = 0
+    normalize_text: bool = True
 
     def __post_init__(self) -> None:
         if (self.model_cfg is None) == (self.name is None):

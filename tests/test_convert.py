@@ -164,3 +164,27 @@ def test_scheduler_converter_refuses_what_mav_cannot_sample():
         diffusion_config({"_class_name": "UnCLIPScheduler", "variance_type": "learned_range"})
     with pytest.raises(ModelError, match="beta_schedule 'linear'"):
         diffusion_config({"beta_schedule": "linear"})
+
+
+def test_clip_reads_text_as_unclip_does():
+    """unCLIP pads prompts with the end-of-text token and feeds the prior the raw (unnormalised) projection:
+    `text_pad_id` and `normalize_text` make mav's C_x produce exactly those ids and states."""
+    torch.manual_seed(0)
+    hf = transformers.CLIPTextModelWithProjection(transformers.CLIPTextConfig(**dict(
+        HF_TEXT, vocab_size=49408, max_position_embeddings=77, eos_token_id=2))).eval()
+    cfg, embed_dim, quick_gelu = text_cfg(dict(HF_TEXT, vocab_size=49408, max_position_embeddings=77))
+    vision = {"image_size": 16, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16}
+    eot = 49407
+    config = ClipConfig(model_cfg={"embed_dim": embed_dim, "vision_cfg": vision, "text_cfg": cfg,
+                                   "quick_gelu": quick_gelu}, text_pad_id=eot, normalize_text=False)
+    clip = ClipModel(config).eval()
+    clip.model.load_state_dict(text_tensors(hf.state_dict(), cfg["layers"]), strict=False)
+    ids = clip.tokenize(["a red circle", "a large blue square on a green background"])
+    first_eot = (ids == eot).int().argmax(dim=1)
+    assert all(bool((row[int(e):] == eot).all()) for row, e in zip(ids, first_eot))
+    with torch.no_grad():
+        tokens, pooled, mask = clip.encode_text(ids)
+        want = hf(input_ids=ids)
+    torch.testing.assert_close(pooled, want.text_embeds, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(tokens, want.last_hidden_state, atol=1e-5, rtol=1e-5)
+    assert mask.sum(1).tolist() == (first_eot + 1).tolist()

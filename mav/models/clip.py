@@ -134,24 +134,28 @@ class ClipModel(nn.Module):
     # ------------------------------------------------------------------------------------------------------------
 
     def tokenize(self, texts: list[str] | str) -> Tensor:
-        """Token ids `(b, context_length)` long: [SOT] text [EOT] then 0-padding; long texts are cut to fit
-        (their last id is then EOT)."""
+        """Token ids `(b, context_length)` long: [SOT] text [EOT] then padding with `config.text_pad_id` (0 in
+        open_clip); long texts are cut to fit (their last id is then EOT)."""
         if isinstance(texts, str):
             texts = [texts]
         if not all(isinstance(t, str) for t in texts):
             raise TypeError("tokenize takes a list of strings")
-        return _tokenizer()(list(texts), context_length=self.context_length)
+        ids = _tokenizer()(list(texts), context_length=self.context_length)
+        if self.config.text_pad_id:
+            ids = ids.masked_fill(~self.token_mask(ids), self.config.text_pad_id)
+        return ids
 
     def encode_text(self, ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """C_x: per-token states `(b, L, text_width)` (after the final LayerNorm), the L2-normalised pooled
-        embedding `(b, embed_dim)` (= model.encode_text, normalised) and a `(b, L)` bool mask of real tokens."""
+        """C_x: per-token states `(b, L, text_width)` (after the final LayerNorm), the pooled embedding
+        `(b, embed_dim)` (= model.encode_text; L2-normalised unless `config.normalize_text` is off) and a `(b, L)`
+        bool mask of real tokens."""
         m = self.model
         cast = m.transformer.get_cast_dtype()
         x = m.token_embedding(ids).to(cast) + m.positional_embedding.to(cast)
         tokens = m.ln_final(m.transformer(x, attn_mask=m.attn_mask))
         pooled = text_global_pool(tokens, ids, m.text_pool_type, eos_token_id=getattr(m, "text_eos_id", None))
         pooled = m.text_projection(pooled) if isinstance(m.text_projection, nn.Linear) else pooled @ m.text_projection
-        return tokens, F.normalize(pooled, dim=-1), self.token_mask(ids)
+        return tokens, (F.normalize(pooled, dim=-1) if self.config.normalize_text else pooled), self.token_mask(ids)
 
     @staticmethod
     def token_mask(ids: Tensor) -> Tensor:
@@ -195,7 +199,7 @@ class ClipModel(nn.Module):
         processes; the default is the single-process loss.
         """
         image_features = self.encode_image(images)
-        _, text_features, _ = self.encode_text(ids)
+        text_features = F.normalize(self.encode_text(ids)[1], dim=-1)  # whatever config.normalize_text says
         logit_scale = self.model.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
         return (loss_fn or ClipLoss())(image_features, text_features, logit_scale)
 
