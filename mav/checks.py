@@ -501,9 +501,9 @@ def unet_bytes(cfg: Any, frames: int, batch: int) -> int:
     return 4 * batch * total
 
 
-def video_bytes(frames: int, size: int, batch: int) -> int:
+def video_bytes(frames: int, height: int, width: int, batch: int = 1) -> int:
     """A finished batch of videos in float32 and uint8, with a working copy."""
-    return batch * frames * 3 * size * size * (4 * 2 + 1)
+    return batch * frames * 3 * height * width * (4 * 2 + 1)
 
 
 def frames_fit(what: str, frames: int | None, width: int, height: int, available: int | None,
@@ -512,7 +512,7 @@ def frames_fit(what: str, frames: int | None, width: int, height: int, available
     float32 with a working copy, would not fit in `available` bytes."""
     if frames is None or available is None:
         return
-    need = video_bytes(frames, 1, 1) * width * height
+    need = video_bytes(frames, height, width)
     if need > available:
         raise OutOfMemory(f"{what}: {frames} frames of {width}×{height} would need about {need / 2**30:.1f} GiB "
                           f"({available / 2**30:.1f} GiB free); {advice}")
@@ -538,7 +538,7 @@ def generation_fits(configs: Mapping[str, Any], *, num_frames: int, factor: int,
         return
     out_frames = (num_frames - 1) * max(factor, 1) + 1
     size = max(getattr(c, "sample_size", 0) for c in configs.values())
-    need = unet_bytes(decoder, num_frames, 2 * batch) + video_bytes(out_frames, size, batch)
+    need = unet_bytes(decoder, num_frames, 2 * batch) + video_bytes(out_frames, size, size, batch)
     if need > available:
         raise OutOfMemory(f"{option} {num_frames} would need about {need / 2**30:.1f} GiB ({available / 2**30:.1f} "
                           f"GiB free): D^t denoises all base frames at once; ask for fewer frames and make a long "

@@ -293,13 +293,18 @@ def _parameters_on_meta() -> Iterator[None]:
 def read_header(component_dir: Path) -> dict[str, tuple[int, ...]]:
     """Tensor name → shape from a component's safetensors header, without reading any tensor (and without torch);
     ModelError when the file is missing, not safetensors, or truncated (the header says how long it must be)."""
+    return {name: shape for name, (shape, _) in _header(component_dir).items()}
+
+
+def _header(component_dir: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Tensor name → (shape, dtype) from the safetensors header, checked as `read_header` says."""
     from safetensors import SafetensorError, safe_open
 
     path = component_dir / WEIGHTS_FILE
     _require_weights_file(component_dir)
     try:
         with safe_open(path, framework="numpy") as f:
-            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+            return {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
     except SafetensorError as err:
         raise ModelError(f"{path} is corrupt, truncated or not a safetensors file ({first_line(err)})") from None
     except OSError as err:
@@ -405,9 +410,9 @@ def model_info(folder: str | Path) -> dict[str, Any]:
             entry.update(weights=f"open_clip {config.name} ({config.pretrained})", parameters=None, bytes=0)
         else:
             path = folder / component / WEIGHTS_FILE
-            header = read_header(folder / component)
-            shapes = list(header.values())
-            dtypes = _header_dtypes(path)
+            header = _header(folder / component)  # one read of the header for shapes and dtypes
+            shapes = [shape for shape, _ in header.values()]
+            dtypes = sorted({dtype for _, dtype in header.values()})
             numel = sum(_prod(s) for s in shapes)
             entry.update(weights=WEIGHTS_FILE, parameters=numel, tensors=len(shapes), dtypes=dtypes,
                          bytes=path.stat().st_size)
@@ -421,13 +426,6 @@ def model_info(folder: str | Path) -> dict[str, Any]:
         "parameters": sum(e["parameters"] or 0 for e in components.values()),
         "defaults": dataclasses.asdict(index.defaults),
     }
-
-
-def _header_dtypes(path: Path) -> list[str]:
-    from safetensors import safe_open
-
-    with safe_open(path, framework="numpy") as f:
-        return sorted({f.get_slice(k).get_dtype() for k in f.keys()})
 
 
 def check_model(folder: str | Path) -> dict[str, ComponentConfig]:
