@@ -365,6 +365,25 @@ def output(path: str | os.PathLike, overwrite: bool = False, *, kind: str = "vid
     return p
 
 
+def model_output(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """A model folder to create (`mav import`): absent, empty, or replaced with `overwrite`; a file is never
+    replaced; the nearest existing ancestor must take a new folder."""
+    if not os.fspath(path).strip():
+        raise MediaError("the output folder is empty")
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise MediaError(f"{p} exists and is not a folder")
+    if p.is_dir() and any(p.iterdir()) and not overwrite:
+        raise MediaError(f"{p} exists and is not empty; pass --overwrite to replace it")
+    parent = p.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise MediaError(f"{parent} is not a folder, so {p.name} cannot be created in it")
+    _try_write(parent)
+    return p
+
+
 def _try_write(folder: Path) -> None:
     try:
         fd, probe = tempfile.mkstemp(prefix=".mav-probe-", dir=folder)

@@ -18,6 +18,7 @@ from typing import Annotated, Optional
 import typer
 
 from mav import checks
+from mav.convert import IMAGE_ENCODER
 from mav.errors import MavError, ModelError, OutOfMemory, UsageError
 
 app = typer.Typer(
@@ -55,6 +56,9 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress; prin
 CompileOpt = Annotated[bool, typer.Option(
     "--compile", help="torch.compile the denoisers: faster steps once compiled (≈1.3× per UNet step on a CPU), "
                       "but compiling takes minutes, so it pays off only over many videos (batch jobs).")]
+FrameChunkOpt = Annotated[int, typer.Option(
+    min=0, help="Run the UNets' spatial layers N frames at a time: less memory for long or large videos, the same "
+                "result, somewhat slower (0: all frames at once).")]
 CacheOpt = Annotated[Optional[str], typer.Option(help="Hub cache folder (default: huggingface_hub's).")]
 
 
@@ -113,7 +117,7 @@ def _model(model: str | None, revision: str | None, offline: bool, cache_dir: st
     return Checked(folder, hub.check_model(folder), hub.load_index(folder).defaults, offline)
 
 
-def _pipeline(model: Checked, run: Run, quiet: bool, compile_: bool = False):
+def _pipeline(model: Checked, run: Run, quiet: bool, compile_: bool = False, frame_chunk: int = 0):
     """Load the checked model folder (the first and only time torch is imported)."""
     from mav.pipeline import Pipeline
     from mav.progress import reporter_for
@@ -127,6 +131,8 @@ def _pipeline(model: Checked, run: Run, quiet: bool, compile_: bool = False):
         reporter.message(f"model has no {', '.join(pipe.skipped)}: skipping those stages")
     if compile_:
         pipe.compile()
+    if frame_chunk:
+        pipe.frame_chunk(frame_chunk)
     return pipe.configure(sampler=run.sampler)
 
 
@@ -172,7 +178,7 @@ def generate(
     output: OutputOpt = None, seed: SeedOpt = None, steps: StepsOpt = None, guidance_scale: GuidanceOpt = None,
     sampler: SamplerOpt = None, model: ModelOpt = None, revision: RevisionOpt = None, offline: OfflineOpt = False,
     device: DeviceOpt = "auto", dtype: DtypeOpt = "fp32", overwrite: OverwriteOpt = False, json_out: JsonOpt = False,
-    quiet: QuietOpt = False, compile_: CompileOpt = False,
+    quiet: QuietOpt = False, compile_: CompileOpt = False, frame_chunk: FrameChunkOpt = 0,
 ) -> None:
     """Text → video through the whole cascade: P → D^t → ↑F → SR^t_l → SR_h."""
     # 1. every check that needs no model, before torch is imported
@@ -188,7 +194,7 @@ def generate(
     checked = _model(model, revision, offline)
     _servable(checked, run, num_frames=num_frames, factor=factor, batch=min(batch_size, len(prompts)))
     # 3. load the model once, then sample the prompts in batches, saving each video as soon as it is done
-    pipe = _pipeline(checked, run, quiet, compile_)
+    pipe = _pipeline(checked, run, quiet, compile_, frame_chunk)
     for s in range(0, len(prompts), batch_size):
         start = time.perf_counter()
         videos = pipe.generate(prompts[s:s + batch_size], negative_prompt=negative_prompt, seed=seeds[s],
@@ -236,7 +242,7 @@ def animate_image(
     output: OutputOpt = None, seed: SeedOpt = None, steps: StepsOpt = None, guidance_scale: GuidanceOpt = None,
     sampler: SamplerOpt = None, model: ModelOpt = None, revision: RevisionOpt = None, offline: OfflineOpt = False,
     device: DeviceOpt = "auto", dtype: DtypeOpt = "fp32", overwrite: OverwriteOpt = False, json_out: JsonOpt = False,
-    quiet: QuietOpt = False, compile_: CompileOpt = False,
+    quiet: QuietOpt = False, compile_: CompileOpt = False, frame_chunk: FrameChunkOpt = 0,
 ) -> None:
     """Image → video: keep the image as frame 0 and generate what follows."""
     run = _check_common(seed, fps, num_frames, factor, min_frames=2, prompt=prompt, steps=steps,
@@ -246,7 +252,7 @@ def animate_image(
                              overwrite)
     checked = _model(model, revision, offline)
     _servable(checked, run, num_frames=num_frames, factor=factor)
-    pipe = _pipeline(checked, run, quiet, compile_)
+    pipe = _pipeline(checked, run, quiet, compile_, frame_chunk)
     picture = _read_input(image)
     start = time.perf_counter()
     video = pipe.animate_image(picture, prompt, seed=run.seed, num_frames=num_frames, fps=fps,
@@ -268,7 +274,7 @@ def interpolate(
     output: OutputOpt = None, seed: SeedOpt = None, steps: StepsOpt = None, guidance_scale: GuidanceOpt = None,
     sampler: SamplerOpt = None, model: ModelOpt = None, revision: RevisionOpt = None, offline: OfflineOpt = False,
     device: DeviceOpt = "auto", dtype: DtypeOpt = "fp32", overwrite: OverwriteOpt = False, json_out: JsonOpt = False,
-    quiet: QuietOpt = False, compile_: CompileOpt = False,
+    quiet: QuietOpt = False, compile_: CompileOpt = False, frame_chunk: FrameChunkOpt = 0,
 ) -> None:
     """Generate the frames between two images, or raise a video's frame rate by --factor."""
     run = _check_common(seed, fps, num_frames, factor, min_frames=2, prompt=prompt, steps=steps,
@@ -287,7 +293,7 @@ def interpolate(
         k = factor or checked.defaults.interpolation_factor
         _input(first, "video", run, image=False, frames_out=lambda n: (n - 1) * k + 1,
                advice="raise the frame rate of shorter parts")
-    pipe = _pipeline(checked, run, quiet, compile_)
+    pipe = _pipeline(checked, run, quiet, compile_, frame_chunk)
     a = _read_input(first)
     b = _read_input(last) if last is not None else None
     start = time.perf_counter()
@@ -304,7 +310,7 @@ def extrapolate(
     output: OutputOpt = None, seed: SeedOpt = None, steps: StepsOpt = None, guidance_scale: GuidanceOpt = None,
     sampler: SamplerOpt = None, model: ModelOpt = None, revision: RevisionOpt = None, offline: OfflineOpt = False,
     device: DeviceOpt = "auto", dtype: DtypeOpt = "fp32", overwrite: OverwriteOpt = False, json_out: JsonOpt = False,
-    quiet: QuietOpt = False, compile_: CompileOpt = False,
+    quiet: QuietOpt = False, compile_: CompileOpt = False, frame_chunk: FrameChunkOpt = 0,
 ) -> None:
     """Continue a video for any number of frames."""
     run = _check_common(seed, prompt=prompt, steps=steps, guidance=guidance_scale, sampler=sampler, device=device,
@@ -315,7 +321,7 @@ def extrapolate(
     (path,) = checks.outputs(output or f"{Path(video).stem}-extended-{{seed}}.mp4", [run.seed], [Path(video).stem],
                              overwrite)
     checked = _model(model, revision, offline)
-    pipe = _pipeline(checked, run, quiet, compile_)
+    pipe = _pipeline(checked, run, quiet, compile_, frame_chunk)
     clip = _read_input(video)
     start = time.perf_counter()
     out = pipe.extrapolate(clip, frames, prompt=prompt, seed=run.seed, steps=run.steps, guidance=run.guidance)
@@ -333,7 +339,7 @@ def variations(
     output: OutputOpt = None, seed: SeedOpt = None, steps: StepsOpt = None, guidance_scale: GuidanceOpt = None,
     sampler: SamplerOpt = None, model: ModelOpt = None, revision: RevisionOpt = None, offline: OfflineOpt = False,
     device: DeviceOpt = "auto", dtype: DtypeOpt = "fp32", overwrite: OverwriteOpt = False, json_out: JsonOpt = False,
-    quiet: QuietOpt = False, compile_: CompileOpt = False,
+    quiet: QuietOpt = False, compile_: CompileOpt = False, frame_chunk: FrameChunkOpt = 0,
 ) -> None:
     """New videos like the input: its CLIP image embedding, and the input partly noised."""
     run = _check_common(seed, None, num_frames, factor, prompt=prompt, steps=steps, guidance=guidance_scale,
@@ -347,7 +353,7 @@ def variations(
     paths = checks.outputs(template, seeds, [stem] * n, overwrite)
     checked = _model(model, revision, offline)
     _servable(checked, run, num_frames=num_frames, factor=factor, batch=n)
-    pipe = _pipeline(checked, run, quiet, compile_)
+    pipe = _pipeline(checked, run, quiet, compile_, frame_chunk)
     clip = _read_input(source)
     start = time.perf_counter()
     videos = pipe.variations(clip, n, strength=strength, prompt=prompt, seed=run.seed, num_frames=num_frames,
@@ -363,7 +369,7 @@ def upscale(
     output: OutputOpt = None, seed: SeedOpt = None, steps: StepsOpt = None, sampler: SamplerOpt = None,
     model: ModelOpt = None, revision: RevisionOpt = None, offline: OfflineOpt = False, device: DeviceOpt = "auto",
     dtype: DtypeOpt = "fp32", overwrite: OverwriteOpt = False, json_out: JsonOpt = False, quiet: QuietOpt = False,
-    compile_: CompileOpt = False,
+    compile_: CompileOpt = False, frame_chunk: FrameChunkOpt = 0,
 ) -> None:
     """Spatiotemporal (SR^t_l) and spatial (SR_h) super-resolution of any video."""
     run = _check_common(seed, steps=steps, sampler=sampler, device=device, dtype=dtype)
@@ -374,7 +380,7 @@ def upscale(
     checked = _model(model, revision, offline)
     if not any(s in checked.configs for s in stages):
         raise ModelError(f"{checked.folder} has none of the super-resolution stages {', '.join(stages)}")
-    pipe = _pipeline(checked, run, quiet, compile_)
+    pipe = _pipeline(checked, run, quiet, compile_, frame_chunk)
     clip = _read_input(video)
     start = time.perf_counter()
     out = pipe.upscale(clip, seed=run.seed, steps=run.steps, stages=stages)
@@ -395,6 +401,39 @@ def init(
     get_preset(preset)
     path = hub.init_model(Path(folder), preset, seed=seed, overwrite=overwrite)
     print(path)
+
+
+@app.command("import", epilog="Examples:\n\n  mav import kakaobrain/karlo-v1-alpha -o karlo-video --dtype fp16\n\n"
+                              "  mav import ./karlo-v1-alpha -o karlo-video --image-encoder ./karlo-image-variations "
+                              "--offline")
+def import_(
+    source: Annotated[str, typer.Argument(help="An unCLIP text-to-image model in the diffusers layout: a Hub id "
+                                               "OWNER/NAME[@REVISION] or a local folder.")],
+    output: Annotated[str, typer.Option("-o", "--output", help="The mav model folder to write.")],
+    image_encoder: Annotated[str, typer.Option(help="Where C_y's image tower comes from: a transformers CLIP "
+                                                    "image encoder (a folder or Hub id, its image_encoder/ "
+                                                    "sub-folder or itself).")] = IMAGE_ENCODER,
+    dtype: Annotated[str, typer.Option(help="fp32 | fp16 | bf16: the dtype the weights are written in.")] = "fp32",
+    frames: Annotated[int, typer.Option(help="D^t's window: base frames per clip.")] = 8,
+    revision: RevisionOpt = None, offline: OfflineOpt = False, cache_dir: CacheOpt = None,
+    overwrite: OverwriteOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Import an open text-to-image model (Karlo, unCLIP) and inflate it into a mav video model: prior, decoder
+    and super-resolution keep their weights, the new temporal layers start as the identity (so every frame is
+    the image model's until `mav train decoder-video` teaches it motion)."""
+    # 1. check every input before torch is imported
+    if dtype not in ("fp32", "fp16", "bf16"):
+        raise UsageError(f"--dtype must be fp32, fp16 or bf16, got {dtype!r}")
+    checks.at_least("--frames", frames, 1)
+    checks.model_output(output, overwrite)
+    # 2. fetch, convert, inflate, write
+    from mav.convert.unclip import ImportOptions, import_unclip
+    from mav.progress import reporter_for
+
+    reporter = reporter_for(quiet)
+    options = ImportOptions(revision=revision, offline=offline, cache_dir=cache_dir, image_encoder=image_encoder,
+                            dtype=dtype, num_frames=frames)
+    print(import_unclip(source, output, options, overwrite=overwrite, progress=reporter.message))
 
 
 @app.command()
@@ -470,6 +509,10 @@ def train(
                                                    "MODEL.runs/STAGE beside the model).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's checkpoint.")] = False,
     fsdp: Annotated[bool, typer.Option("--fsdp", help="Shard the model with FSDP2 (under torchrun).")] = False,
+    fsdp_reshard: Annotated[bool, typer.Option(
+        "--fsdp-reshard/--no-fsdp-reshard", help="FSDP2's reshard_after_forward: free each block's gathered "
+                                                 "weights after its forward (least memory) or keep them for the "
+                                                 "backward (fewer all-gathers).")] = True,
     bf16: Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")] = True,
     min_snr_gamma: Annotated[Optional[float], typer.Option(
         help="Min-SNR-γ loss weighting (Hang et al. 2023); 0 turns it off (the plain mean over timesteps). "
@@ -503,7 +546,7 @@ def train(
     checks.device_name(device)
     common = dict(lr=lr, warmup_steps=warmup, schedule=schedule, grad_accum=grad_accum, grad_clip=grad_clip,
                   ema_decay=ema_decay, checkpoint_every=checkpoint_every, log_every=log_every, seed=seed, bf16=bf16,
-                  fsdp=fsdp)
+                  fsdp=fsdp, fsdp_reshard=fsdp_reshard)
     TrainConfig(steps=steps, batch_size=batch_size, **common)  # its own checks of every value
     folder = hub.check_model_folder(Path(model))
     hub.check_model(folder)

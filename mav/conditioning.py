@@ -27,13 +27,15 @@ class Text:
 
 def unet_inputs(config, batch: int, *, embed: Tensor | None = None, text: Text | None = None,
                 fps: float | Tensor | None = None, cond: Tensor | None = None, aug_level: Tensor | None = None,
-                device: torch.device | str = "cpu") -> dict:
+                keep: Tensor | None = None, device: torch.device | str = "cpu") -> dict:
     """The keyword arguments of a UNet call, limited to what its config uses; training and sampling both build
     them here.
 
     embed: (b, D) CLIP image embedding, zeros when None (the unconditional embedding); text: the prompt's token
     states; fps: one rate for the batch or (b,) rates, left out when None; cond: the extra input channels (↑F's
-    masked frames, SR's upsampled input); aug_level: (b,) noise-augmentation std of an SR input. `device` is where
+    masked frames, SR's upsampled input); aug_level: (b,) noise-augmentation std of an SR input; keep: (b,) bool,
+    classifier-free dropout of the embedding (False: the model's unconditional embedding, zeros or learned). The
+    text's pooled embedding goes in too when the model reads it (config.pooled_text_dim). `device` is where
     filled-in tensors go.
     """
     kwargs: dict = {}
@@ -42,13 +44,29 @@ def unet_inputs(config, batch: int, *, embed: Tensor | None = None, text: Text |
     if config.image_embed_dim:
         kwargs["image_embed"] = embed if embed is not None else torch.zeros(batch, config.image_embed_dim,
                                                                            device=device)
+        if keep is not None:
+            kwargs["image_keep"] = keep
     if config.text_dim and text is not None:
         kwargs["text_tokens"], kwargs["text_mask"] = text.tokens, text.mask
+    if getattr(config, "pooled_text_dim", 0) and text is not None:
+        kwargs["text_pooled"] = text.pooled
     if config.fps_cond and fps is not None:
         kwargs["fps"] = fps if isinstance(fps, Tensor) else torch.full((batch,), float(fps), device=device)
     if config.aug_cond and aug_level is not None:
         kwargs["aug_level"] = aug_level
     return kwargs
+
+
+def image_embedding(clip, images: Tensor) -> Tensor:
+    """C_y as every stage reads it, for training and sampling alike: float32, unit-norm for a CLIP that normalises
+    (`ClipConfig.normalize_image`, mav's own), the raw projection otherwise (unCLIP's decoder reads it so)."""
+    embed = clip.encode_image(images).float()
+    return torch.nn.functional.normalize(embed, dim=-1) if clip.config.normalize_image else embed
+
+
+def mean_embedding(a: Tensor, b: Tensor, normalized: bool) -> Tensor:
+    """The embedding halfway between two images': their sum made unit-norm, or (raw embeddings) their mean."""
+    return torch.nn.functional.normalize(a + b, dim=-1) if normalized else (a + b) / 2
 
 
 def prior_scale(embed_dim: int) -> float:
@@ -84,15 +102,18 @@ def frame_mask_cond(video: Tensor, known: Tensor) -> Tensor:
     return torch.cat([video * mask, mask], dim=1)
 
 
-def sr_cond(low_res: Tensor, size: int) -> Tensor:
-    """The extra input channels of an SR stage: the low-resolution video upsampled (bicubic) to the output size.
+def sr_cond(low_res: Tensor, size: int, method: str = "bicubic") -> Tensor:
+    """The extra input channels of an SR stage: the low-resolution video upsampled to the output size, by the
+    model's `cond_upsample`: "bicubic" then clamped to [−1, 1] (mav's), or "antialias", torch's antialiased
+    bicubic left unclamped (unCLIP's SR inputs).
 
     low_res: b c f h w → b c f size size (or b c h w → b c size size).
     """
     is_image = low_res.dim() == 4
     x = low_res if is_image else rearrange(low_res, "b c f h w -> (b f) c h w")
-    x = torch.nn.functional.interpolate(x.float(), size=(size, size), mode="bicubic", align_corners=False)
-    x = x.clamp(-1, 1).to(low_res.dtype)
+    x = torch.nn.functional.interpolate(x.float(), size=(size, size), mode="bicubic", align_corners=False,
+                                        antialias=method == "antialias")
+    x = (x if method == "antialias" else x.clamp(-1, 1)).to(low_res.dtype)
     return x if is_image else rearrange(x, "(b f) c h w -> b c f h w", b=low_res.shape[0])
 
 

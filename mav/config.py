@@ -28,6 +28,10 @@ class DiffusionConfig:
     # Clamp x̂0 to ±clip_x0 at every sampling step; None: the stage's own default (±1 for pixels, none for the
     # prior). unCLIP's prior, which diffuses standardised embeddings, clips at 5.
     clip_x0: float | None = None
+    # The reverse step's variance: fixed (the sampler's own) | learned_range (the network's second half of channels
+    # v ∈ [−1, 1] interpolates log σ² between the posterior's log σ̃² and log β: Nichol & Dhariwal 2021, Eq. 15;
+    # unCLIP's decoder). Guidance then mixes the first half only and keeps the conditional v.
+    variance: str = "fixed"
 
     def __post_init__(self) -> None:
         if self.clip_x0 is not None and not self.clip_x0 > 0:
@@ -36,6 +40,8 @@ class DiffusionConfig:
             raise ValueError(f"schedule must be cosine or linear, got {self.schedule!r}")
         if self.prediction not in ("eps", "v", "x0"):
             raise ValueError(f"prediction must be eps, v or x0, got {self.prediction!r}")
+        if self.variance not in ("fixed", "learned_range"):
+            raise ValueError(f"variance must be fixed or learned_range, got {self.variance!r}")
         if self.timesteps < 2:
             raise ValueError(f"timesteps must be ≥ 2, got {self.timesteps}")
 
@@ -50,9 +56,10 @@ class ClipConfig:
     pretrained: str | None = None  # e.g. "laion2b_s34b_b79k"
     # How the text side is read, for models imported from other tools (defaults: open_clip's and mav's own): the
     # id that pads a prompt after its end-of-text token (unCLIP's tokenizer pads with end-of-text itself), and
-    # whether the pooled text embedding is L2-normalised (unCLIP's prior reads the raw projection).
+    # whether the pooled text and the image embeddings are L2-normalised (unCLIP reads the raw projections).
     text_pad_id: int = 0
     normalize_text: bool = True
+    normalize_image: bool = True  # L2-normalise the image embedding (unCLIP's decoder reads it raw)
 
     def __post_init__(self) -> None:
         if (self.model_cfg is None) == (self.name is None):
@@ -154,6 +161,26 @@ class UNetConfig:
     # fixed level `noise_aug`. The residual stays relative to the clean input, so the target never holds the noise.
     noise_aug_max: float = 0.0
     noise_aug: float = 0.0
+    # How the network is built, for models imported from other tools (unCLIP / Karlo, `mav.convert.unet`); each
+    # default is mav's own design.
+    norm_groups: int = 0  # GroupNorm groups; 0: up to 32 groups of at least 4 channels
+    head_dim: int = 0  # > 0: each attention has width // head_dim heads (instead of `heads` everywhere)
+    time_conditioning: str = "scale_shift"  # ResBlocks: scale_shift (norm·(1+s)+b) | add (to the features, then norm)
+    resample: str = "conv"  # conv (strided conv down, nearest + conv up) | resblock (a ResBlock that pools / repeats)
+    attention: str = "transformer"  # transformer (self, cross, MLP; LayerNorm) | joint (GroupNorm, one attention
+    #                                 over the context tokens and the frame's own)
+    context_dim: int = 0  # width of the context tokens; 0: the embedding width 4·widths[0]
+    null_token: bool = True  # a learned token always present in the context
+    text_norm: str = "before"  # the text states' LayerNorm: before their projection | after it
+    image_embed_mlp: bool = True  # image embedding → time embedding by a 2-layer MLP; False: one Linear
+    pooled_text_dim: int = 0  # > 0: a Linear of the pooled text embedding is added to the time embedding
+    learned_null_image: bool = False  # the unconditional image embedding is a learned vector, not zeros
+    # SR models: how the input is upsampled to the output size for the extra channels: bicubic (then clamped to
+    # [−1, 1]) | antialias (torch's antialiased bicubic, not clamped: unCLIP's)
+    cond_upsample: str = "bicubic"
+    # A second network of the same shape denoises the last sampling step (unCLIP's super_res_last); its tensors are
+    # the `last_step.` ones of the same weights file. Training trains the first network only.
+    last_step_denoiser: bool = False
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
 
     def __post_init__(self) -> None:
@@ -170,6 +197,27 @@ class UNetConfig:
             raise ValueError("noise augmentation is for SR models (low_res_size > 0)")
         if self.fps_temporal and not (self.fps_cond and self.temporal):
             raise ValueError("fps_temporal needs fps_cond=True and temporal=True")
+        for name, allowed in (("time_conditioning", ("scale_shift", "add")), ("resample", ("conv", "resblock")),
+                              ("attention", ("transformer", "joint")), ("text_norm", ("before", "after")),
+                              ("cond_upsample", ("bicubic", "antialias"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.head_dim < 0 or self.norm_groups < 0 or self.context_dim < 0 or self.pooled_text_dim < 0:
+            raise ValueError("head_dim, norm_groups, context_dim and pooled_text_dim must be ≥ 0")
+        if self.head_dim and any(w % self.head_dim for i, w in enumerate(self.widths) if i in self.attention_levels):
+            raise ValueError(f"head_dim {self.head_dim} does not divide the attention widths")
+        if self.learned_null_image and not self.image_embed_dim:
+            raise ValueError("learned_null_image needs image_embed_dim > 0")
+        if self.diffusion.variance == "learned_range" and self.out_channels != 2 * self.in_channels:
+            raise ValueError("a learned-range variance needs out_channels = 2 × in_channels")
+        if self.last_step_denoiser and not self.low_res_size:
+            raise ValueError("last_step_denoiser is for SR models (low_res_size > 0)")
+        if self.diffusion.variance == "learned_range" and self.residual:
+            raise ValueError("residual SR samples with the fixed variance; learned_range is for the decoder")
+
+    def heads_at(self, width: int) -> int:
+        """Attention heads at a level of this width."""
+        return width // self.head_dim if self.head_dim else self.heads
 
     @property
     def aug_cond(self) -> bool:

@@ -145,6 +145,19 @@ def _builtin(name: str, revision: str | None, default: bool) -> Path:
 
 def _download(spec: str, repo_id: str, id_revision: str | None, *, revision: str | None, offline: bool,
               cache_dir: str | Path | None) -> Path:
+    folder = snapshot(spec, repo_id, id_revision, revision=revision, offline=offline, cache_dir=cache_dir,
+                      patterns=HUB_PATTERNS, again="mav pull")
+    if not (folder / INDEX_FILE).is_file():
+        name = f"{repo_id} at revision {revision or id_revision}" if revision or id_revision else repo_id
+        raise ModelError(f"Hub repo {name} is not a mav model: it has no {INDEX_FILE}")
+    return folder
+
+
+def snapshot(spec: str, repo_id: str, id_revision: str | None, *, revision: str | None, offline: bool,
+             cache_dir: str | Path | None, patterns: list[str], again: str) -> Path:
+    """The files of Hub repo `repo_id` that match `patterns`, downloaded to (offline: found in) the Hugging Face
+    cache; every failure is a one-line ModelError that names the repo and says what to do (`again`: the command
+    that fetches it online)."""
     if id_revision is not None and revision is not None and id_revision != revision:
         raise UsageError(f"{spec} names revision {id_revision!r} but --revision is {revision!r}; give one")
     revision = id_revision or revision
@@ -157,14 +170,14 @@ def _download(spec: str, repo_id: str, id_revision: str | None, *, revision: str
     name = f"{repo_id} at revision {revision}" if revision else repo_id
     pull_id = f"{repo_id}@{revision}" if revision else repo_id
     try:
-        folder = snapshot_download(repo_id, revision=revision, allow_patterns=HUB_PATTERNS,
+        folder = snapshot_download(repo_id, revision=revision, allow_patterns=patterns,
                                    local_files_only=offline, cache_dir=cache_dir)
     except LocalEntryNotFoundError:
         if offline:
-            raise ModelError(f"{name} is not cached (offline); run `mav pull {pull_id}` online "
+            raise ModelError(f"{name} is not cached (offline); run `{again} {pull_id}` online "
                              f"or pass a folder") from None
         raise ModelError(f"could not reach the Hugging Face Hub and {name} is not cached; check the "
-                         f"connection, run `mav pull {pull_id}` online or pass a folder") from None
+                         f"connection, run `{again} {pull_id}` online or pass a folder") from None
     except GatedRepoError:
         raise ModelError(f"Hub repo {repo_id} is gated; accept its terms on huggingface.co and log in "
                          f"with `hf auth login`") from None
@@ -178,12 +191,9 @@ def _download(spec: str, repo_id: str, id_revision: str | None, *, revision: str
     except HfHubHTTPError as err:
         raise ModelError(f"the Hub refused {name}: {first_line(err)}") from None
     except (OSError, ConnectionError) as err:
-        raise ModelError(f"could not download {name}: {first_line(err)}; run `mav pull {pull_id}` "
+        raise ModelError(f"could not download {name}: {first_line(err)}; run `{again} {pull_id}` "
                          f"again or pass a folder") from None
-    folder = Path(folder)
-    if not (folder / INDEX_FILE).is_file():
-        raise ModelError(f"Hub repo {name} is not a mav model: it has no {INDEX_FILE}")
-    return folder
+    return Path(folder)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -193,7 +203,7 @@ def _download(spec: str, repo_id: str, id_revision: str | None, *, revision: str
 def load_index(folder: str | Path) -> ModelIndex:
     """Parse `folder/model_index.json`."""
     path = check_model_folder(folder) / INDEX_FILE
-    data = _read_json(path)
+    data = read_json(path)
     try:
         return ModelIndex.from_dict(data)
     except (KeyError, TypeError, AttributeError) as err:
@@ -206,7 +216,7 @@ def load_config(folder: str | Path, component: str) -> ComponentConfig:
     path = Path(folder) / component / CONFIG_FILE
     if not path.is_file():
         raise ModelError(f"{path} is missing: the model has no {component} component")
-    return config_from_dict(component, _read_json(path))
+    return config_from_dict(component, read_json(path))
 
 
 def available_components(folder: str | Path) -> list[str]:
@@ -373,7 +383,9 @@ def _some(items: list[str]) -> str:
     return ", ".join(items[:_SHOWN_KEYS]) + more
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from `path`; a missing or unreadable file, or one that holds something else, is a
+    ModelError naming it."""
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:

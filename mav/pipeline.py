@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from mav import checks
 from mav.cascade import STAGE_CLASSES, Decoder, Interpolator, Prior, Runtime, SRHigh, SRLow
-from mav.conditioning import Text, resize_frames
+from mav.conditioning import Text, image_embedding, mean_embedding, resize_frames
 from mav.config import COMPONENTS, ModelIndex
 from mav.diffusion.noise import generators
 from mav.errors import ModelError, UsageError
@@ -146,11 +146,10 @@ class Pipeline:
 
     @torch.no_grad()
     def encode_images(self, images: Tensor) -> Tensor:
-        """C_y: unit-norm CLIP image embeddings of b c h w images in [-1, 1]."""
+        """C_y: CLIP image embeddings of b c h w images in [-1, 1] (`conditioning.image_embedding`)."""
         self._require("clip")
         with self.runtime.autocast():
-            return torch.nn.functional.normalize(self.models["clip"].encode_image(images.to(self.device)).float(),
-                                                 dim=-1)
+            return image_embedding(self.models["clip"], images.to(self.device))
 
     # ----------------------------------------------------------------------------------------------------------
     # The shared tail: ↑F → SR^t_l → SR_h
@@ -205,6 +204,14 @@ class Pipeline:
         which takes minutes on a CPU; later calls are faster). The loaded modules stay as they are."""
         for stage in self.stages.values():
             stage.compile()
+        return self
+
+    def frame_chunk(self, size: int) -> Pipeline:
+        """Run the spatial layers of every UNet `size` frames at a time (0: all): less memory, the same videos
+        (`SpaceTimeUNet.frame_chunk`)."""
+        for stage in self.stages.values():
+            if hasattr(stage.model, "frame_chunk"):
+                stage.model.frame_chunk = size
         return self
 
     def configure(self, *, sampler: str | None = None, eta: float | None = None) -> Pipeline:
@@ -334,8 +341,8 @@ class Pipeline:
         last, _ = self._load_frames(b)
         seeds, gens = self._begin(seed, 1)
         # 2. condition on the mean CLIP embedding of the two ends
-        embed = torch.nn.functional.normalize(self.encode_images(first[:, :, 0]) + self.encode_images(last[:, :, 0]),
-                                              dim=-1)
+        embed = mean_embedding(self.encode_images(first[:, :, 0]), self.encode_images(last[:, :, 0]),
+                               self.models["clip"].config.normalize_image)
         text = self._text_or_empty(prompt, 1)
         # 3. first and last frame kept, the base frames between them generated; ↑F, SR^t_l, SR_h
         video, out_fps = self._from_keyframes({0: first[:, :, :1], num_frames - 1: last[:, :, :1]}, embed, text,

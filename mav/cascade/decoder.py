@@ -1,6 +1,6 @@
 """D^t, the decoder: a pseudo-3D UNet that makes F frames at the base resolution from a CLIP image embedding,
-the prompt's tokens and the frame rate (paper §3.2). The unconditional side has a zero embedding and the negative
-prompt."""
+the prompt's tokens and the frame rate (paper §3.2). The unconditional side has the model's unconditional embedding
+(zeros, or unCLIP's learned one) and the negative prompt."""
 
 from __future__ import annotations
 
@@ -20,11 +20,12 @@ class Decoder(Stage):
 
     def conditions(self, embed: Tensor, text: Text | None, negative: Text | None,
                    fps: float | None) -> tuple[dict, dict]:
-        """The network's keyword arguments for guidance: conditional, and unconditional (zero embedding, the
-        negative prompt)."""
+        """The network's keyword arguments for guidance: conditional, and unconditional (the model's
+        unconditional embedding, zeros or learned, and the negative prompt)."""
         b, device = embed.shape[0], self.runtime.device
         cond = unet_inputs(self.config, b, embed=embed, text=text, fps=fps, device=device)
-        uncond = unet_inputs(self.config, b, embed=torch.zeros_like(embed), text=negative, fps=fps, device=device)
+        uncond = unet_inputs(self.config, b, embed=self.model.null_image_embed(b).to(embed), text=negative, fps=fps,
+                             device=device)
         return cond, uncond
 
     def sample(self, embed: Tensor, text: Text | None, negative: Text | None, gens: Sequence[torch.Generator], *,

@@ -42,7 +42,7 @@ class Interpolator(Stage):
             kwargs = unet_inputs(cfg, b, embed=embed, text=text, fps=fps, cond=cond, device=device)
             uncond = None
             if cfg.image_embed_dim and embed is not None:
-                uncond = dict(kwargs, image_embed=torch.zeros_like(embed))
+                uncond = dict(kwargs, image_embed=self.model.null_image_embed(embed.shape[0]).to(embed))
             noise = self.noise((b, 3, end - start, cfg.sample_size, cfg.sample_size), gens)
             out = self.denoise(noise, kwargs, uncond, steps=steps, guidance=guidance, gens=gens, label=label)
             keep = rearrange(part_known.to(device), "f -> 1 1 f 1 1")

@@ -78,13 +78,19 @@ class Stage:
 
         runtime, schedule = self.runtime, self.schedule
         model = self.compiled if self.compiled is not None else self.model
+        timesteps = schedule.timesteps(steps, strength) if strength < 1.0 else schedule.timesteps(steps)
+        # a model with its own last-step network (unCLIP's super_res_last) runs it for the final timestep only
+        last_step = getattr(self.model, "last_step", None)
+        final = int(timesteps[-1])
 
         def network(x_t: Tensor, t: Tensor, **kwargs) -> Tensor:
+            net = last_step if last_step is not None and int(t[0]) == final else model
             with runtime.autocast():
-                return model(x_t.to(runtime.device), t.to(runtime.device), **kwargs).float()
+                return net(x_t.to(runtime.device), t.to(runtime.device), **kwargs).float()
 
         if uncond is not None and guidance != 1.0:
-            model_fn = classifier_free(network, cond, uncond, guidance)
+            model_fn = classifier_free(network, cond, uncond, guidance,
+                                       guided_channels=x.shape[1] if schedule.learned_variance else None)
         else:
             def model_fn(x_t: Tensor, t: Tensor) -> Tensor:
                 return network(x_t, t, **cond)
@@ -96,7 +102,6 @@ class Stage:
             def denoiser(x_t: Tensor, t: Tensor) -> Tensor:
                 x0 = from_sr_residual(residual(x_t, t), offset, scale)
                 return sr_residual(x0.clamp(-clamp, clamp) if clamp is not None else x0, offset, scale)
-        timesteps = schedule.timesteps(steps, strength) if strength < 1.0 else schedule.timesteps(steps)
         if x_start is not None:
             t0 = torch.full((x.shape[0],), int(timesteps[0]), dtype=torch.long)
             x = schedule.q_sample(x_start.float(), t0, x)

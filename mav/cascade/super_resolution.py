@@ -29,11 +29,11 @@ class SuperResolution(Stage):
         upsampling its residual is relative to. `aug_noise`, like `low`: the augmentation noise, when the model
         takes it."""
         cfg, device = self.config, self.runtime.device
-        b, clean = low.shape[0], sr_cond(low, cfg.sample_size)
+        b, clean = low.shape[0], sr_cond(low, cfg.sample_size, cfg.cond_upsample)
         if not cfg.aug_cond:
             return unet_inputs(cfg, b, fps=fps, cond=clean, device=device), clean
         level = torch.full((b,), cfg.noise_aug, device=device)
-        cond = sr_cond(noise_augment(low, level, aug_noise), cfg.sample_size)
+        cond = sr_cond(noise_augment(low, level, aug_noise), cfg.sample_size, cfg.cond_upsample)
         return unet_inputs(cfg, b, fps=fps, cond=cond, aug_level=level, device=device), clean
 
     def grows(self, video: Tensor, max_size: int | None = None) -> bool:

@@ -17,12 +17,19 @@ Denoiser = Callable[[Tensor, Tensor], Tensor]
 
 def x0_denoiser(model_fn: ModelFn, schedule: NoiseSchedule, clamp: float | None = None) -> Denoiser:
     """`model_fn(x_t, t)` outputs eps, v or x0 (schedule.prediction); return `denoiser(x_t, t) -> x̂_0` in float32,
-    clamped to [−clamp, clamp] when given (pixels live in [−1, 1]; CLIP embeddings need no clamp)."""
+    clamped to [−clamp, clamp] when given (pixels live in [−1, 1]; CLIP embeddings need no clamp).
 
-    def denoiser(x_t: Tensor, t: Tensor) -> Tensor:
+    For a model with a learned-range variance (schedule.learned_variance) the denoiser returns `(x̂_0, v)`, v the
+    output's second half of channels, which the ddpm sampler turns into the step's variance."""
+
+    def denoiser(x_t: Tensor, t: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         output = model_fn(x_t, t).to(device=x_t.device, dtype=torch.float32)
+        variance = None
+        if schedule.learned_variance:
+            output, variance = output.split(x_t.shape[1], dim=1)
         x0 = schedule.predict_x0(x_t.float(), t, output)
-        return x0.clamp(-clamp, clamp) if clamp is not None else x0
+        x0 = x0.clamp(-clamp, clamp) if clamp is not None else x0
+        return x0 if variance is None else (x0, variance)
 
     return denoiser
 
@@ -49,13 +56,15 @@ def _batch_kwargs(cond: dict[str, Any], uncond: dict[str, Any]) -> dict[str, Any
     return batched
 
 
-def classifier_free(model_fn: ModelFn, cond: dict[str, Any], uncond: dict[str, Any], scale: float) -> ModelFn:
+def classifier_free(model_fn: ModelFn, cond: dict[str, Any], uncond: dict[str, Any], scale: float,
+                    guided_channels: int | None = None) -> ModelFn:
     """Guided output ô = o(∅) + s·(o(c) − o(∅))   (Ho & Salimans 2022, Eq. 6, with s = 1 + w).
 
     `model_fn(x_t, t, **kwargs)` is the raw network; cond and uncond are its keyword arguments (a negative
     prompt is just uncond). Both halves run in one forward with the batch doubled; scale = 1 is the conditional
     output alone and skips the unconditional half. The combination is linear, so it is the same whether the
-    network predicts eps, v or x0.
+    network predicts eps, v or x0. `guided_channels`: mix only the output's first channels and keep the
+    conditional rest (a learned variance, as unCLIP's decoder guides).
     """
     if scale == 1.0:
         def conditional(x_t: Tensor, t: Tensor) -> Tensor:
@@ -67,6 +76,10 @@ def classifier_free(model_fn: ModelFn, cond: dict[str, Any], uncond: dict[str, A
 
     def guided(x_t: Tensor, t: Tensor) -> Tensor:
         out_cond, out_uncond = model_fn(torch.cat([x_t, x_t]), torch.cat([t, t]), **kwargs).float().chunk(2)
-        return out_uncond + scale * (out_cond - out_uncond)
+        if guided_channels is None:
+            return out_uncond + scale * (out_cond - out_uncond)
+        mixed = out_uncond[:, :guided_channels] + scale * (out_cond[:, :guided_channels] -
+                                                           out_uncond[:, :guided_channels])
+        return torch.cat([mixed, out_cond[:, guided_channels:]], dim=1)
 
     return guided

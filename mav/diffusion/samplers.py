@@ -39,9 +39,18 @@ def _schedule_pairs(schedule: NoiseSchedule, timesteps: Tensor | Sequence[int]) 
     return [(t, schedule.alpha_bar(t), schedule.alpha_bar(s)) for t, s in zip(ts, nexts)]
 
 
-def _denoise(denoiser: Denoiser, x: Tensor, t: int) -> Tensor:
+def _denoise_with_variance(denoiser: Denoiser, x: Tensor, t: int) -> tuple[Tensor, Tensor | None]:
+    """(x̂_0, v): v is a learned-range variance output when the denoiser gives one (`x0_denoiser`), else None."""
     t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-    return denoiser(x, t_batch).to(device=x.device, dtype=torch.float32)
+    out = denoiser(x, t_batch)
+    x0, variance = out if isinstance(out, tuple) else (out, None)
+    x0 = x0.to(device=x.device, dtype=torch.float32)
+    return x0, None if variance is None else variance.to(device=x.device, dtype=torch.float32)
+
+
+def _denoise(denoiser: Denoiser, x: Tensor, t: int) -> Tensor:
+    """x̂_0 alone: the samplers that set their own variance ignore a learned one."""
+    return _denoise_with_variance(denoiser, x, t)[0]
 
 
 def eps_from_x0(x_t: Tensor, x0: Tensor, alpha_bar_t: float) -> Tensor:
@@ -65,15 +74,24 @@ def ddpm_posterior(alpha_bar_t: float, alpha_bar_s: float) -> tuple[float, float
 
 def ddpm(denoiser: Denoiser, schedule: NoiseSchedule, x: Tensor, timesteps: Tensor | Sequence[int],
          generator: Generators = None, callback: Callback | None = None) -> Tensor:
-    """Ancestral sampling (Ho et al. 2020, Alg. 2): x_s ~ q(x_s | x_t, x̂_0) at every used step."""
+    """Ancestral sampling (Ho et al. 2020, Alg. 2): x_s ~ q(x_s | x_t, x̂_0) at every used step.
+
+    With a learned-range variance v ∈ [−1, 1] from the denoiser (Nichol & Dhariwal 2021, Eq. 15, over the
+    respaced step), log σ² = ((v + 1)/2)·log β + (1 − (v + 1)/2)·log σ̃² instead of the posterior's σ̃².
+    """
     x = x.float()
     pairs = _schedule_pairs(schedule, timesteps)
     for i, (t, a_t, a_s) in enumerate(pairs):
-        x0 = _denoise(denoiser, x, t)
+        x0, learned = _denoise_with_variance(denoiser, x, t)
         coef1, coef2, variance = ddpm_posterior(a_t, a_s)
         x = coef1 * x0 + coef2 * x
         if variance > 0:
-            x = x + math.sqrt(variance) * gaussian_noise(x.shape, generator, x.device)
+            if learned is None:
+                std: Tensor | float = math.sqrt(variance)
+            else:
+                frac = (learned + 1) / 2
+                std = torch.exp(0.5 * (frac * math.log(1 - a_t / a_s) + (1 - frac) * math.log(variance)))
+            x = x + std * gaussian_noise(x.shape, generator, x.device)
         if callback is not None:
             callback(i + 1, len(pairs))
     return x

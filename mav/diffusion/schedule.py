@@ -125,6 +125,11 @@ class NoiseSchedule:
         return (_broadcast(self.sqrt_alphas_cumprod, t, x0) * x0
                 + _broadcast(self.sqrt_one_minus_alphas_cumprod, t, x0) * noise)
 
+    @property
+    def learned_variance(self) -> bool:
+        """Whether the network's second half of channels is a learned-range variance (config.variance)."""
+        return self.config.variance == "learned_range"
+
     def predict_x0(self, x_t: Tensor, t: Tensor | int, output: Tensor) -> Tensor:
         """x̂_0 from the network output:
         eps: x̂_0 = (x_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t
@@ -182,6 +187,8 @@ class NoiseSchedule:
         mask: broadcastable to the output, 1 where the error counts (↑F scores only the frames it must make);
         min_snr_gamma: weight each sample by `min_snr_weight` (t must then be a per-sample tensor).
         """
+        if self.learned_variance:  # only the mean's half is trained; the variance channels keep what they learned
+            output = output[:, :x0.shape[1]]
         error = (output.float() - self.target(x0, noise, t).float()) ** 2
         if min_snr_gamma is not None:
             weight = self.min_snr_weight(torch.as_tensor(t).reshape(-1), min_snr_gamma)

@@ -189,8 +189,10 @@ class ClipModel(nn.Module):
         return ((x - mean) / std).to(next(self.model.visual.parameters()).dtype)
 
     def encode_image(self, images: Tensor) -> Tensor:
-        """C_y: the L2-normalised image embedding `(b, embed_dim)` of `b 3 h w` images in [−1, 1]."""
-        return F.normalize(self.model.encode_image(self.preprocess(images)), dim=-1)
+        """C_y: the image embedding `(b, embed_dim)` of `b 3 h w` images in [−1, 1], L2-normalised unless
+        `config.normalize_image` is off."""
+        embed = self.model.encode_image(self.preprocess(images))
+        return F.normalize(embed, dim=-1) if self.config.normalize_image else embed
 
     def contrastive_loss(self, images: Tensor, ids: Tensor, loss_fn: ClipLoss | None = None) -> Tensor:
         """CLIP's symmetric InfoNCE over a batch of matching (image, text) pairs (Radford et al. 2021).
@@ -198,7 +200,7 @@ class ClipModel(nn.Module):
         Pass an `open_clip.loss.ClipLoss(rank=…, world_size=…, local_loss=…)` to gather features across
         processes; the default is the single-process loss.
         """
-        image_features = self.encode_image(images)
+        image_features = F.normalize(self.encode_image(images), dim=-1)  # whatever config.normalize_image says
         text_features = F.normalize(self.encode_text(ids)[1], dim=-1)  # whatever config.normalize_text says
         logit_scale = self.model.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
         return (loss_fn or ClipLoss())(image_features, text_features, logit_scale)

@@ -45,11 +45,28 @@ class TimestepEmbedding(nn.Module):
         return self.mlp[1](self.mlp[0](timestep_embedding(t, self.freq_dim).to(self.mlp[0].weight.dtype)))
 
 
-def group_norm(channels: int) -> nn.GroupNorm:
-    """GroupNorm with up to 32 groups of at least 4 channels (small widths would otherwise normalise each
-    channel alone)."""
-    groups = next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0 and (channels // g >= 4 or g == 1))
+def group_norm(channels: int, groups: int = 0) -> nn.GroupNorm:
+    """GroupNorm with `groups` groups, or by default up to 32 groups of at least 4 channels (small widths would
+    otherwise normalise each channel alone)."""
+    if groups <= 0:
+        groups = next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0 and (channels // g >= 4 or g == 1))
+    elif channels % groups:
+        raise ValueError(f"{channels} channels do not split into {groups} groups")
     return nn.GroupNorm(groups, channels)
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None, fp32_on_cpu: bool) -> Tensor:
+    """`F.scaled_dot_product_attention` over `(n, heads, l, d)` queries and `(n, heads, m, d)` keys and values.
+
+    With `fp32_on_cpu`, bf16 attention on a CPU runs in fp32: there SDPA's bf16 kernels are slower than its fp32
+    ones at these head widths (benchmarks/layouts.py; BENCHMARKS.md §6); the projections around it stay bf16.
+    """
+    if q.device.type == "cpu" and q.dtype == torch.bfloat16 and fp32_on_cpu:
+        mask = attn_mask.float() if attn_mask is not None and attn_mask.is_floating_point() else attn_mask
+        with torch.autocast("cpu", enabled=False):  # CPU autocast would cast SDPA's inputs back to bf16
+            out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask)
+        return out.to(q.dtype)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
 
 
 class Attention(nn.Module):
@@ -84,15 +101,33 @@ class Attention(nn.Module):
             k, v = rearrange(self.to_kv(context), "n m (two h d) -> two n h m d", two=2, h=self.heads)
         else:
             q, k, v = rearrange(self.to_qkv(x), "n l (three h d) -> three n h l d", three=3, h=self.heads)
-        if q.device.type == "cpu" and q.dtype == torch.bfloat16 and self.fp32_on_cpu:
-            # On the CPU, SDPA's bf16 kernels are slower than its fp32 ones at these head widths
-            # (benchmarks/layouts.py; BENCHMARKS.md §6): attend in fp32, keep bf16 for the projections around it.
-            mask = attn_mask.float() if attn_mask is not None and attn_mask.is_floating_point() else attn_mask
-            with torch.autocast("cpu", enabled=False):  # CPU autocast would cast SDPA's inputs back to bf16
-                out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask)
-            out = out.to(q.dtype)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        out = attend(q, k, v, attn_mask, self.fp32_on_cpu)
+        return self.to_out(rearrange(out, "n h l d -> n l (h d)"))
+
+
+class JointAttention(nn.Module):
+    """One attention over a frame's own tokens and context tokens at once (GLIDE's and unCLIP's): queries come
+    from the frame; keys and values from the context (its own projections), then from the frame.
+
+    x: `(n, l, dim)`; context: `(n, m, context_dim)` or None (then plain self-attention); attn_mask: bool
+    `(n, 1, 1, m + l)` (True = attend; context first) with a context, None without. Every projection has a bias.
+    """
+
+    def __init__(self, dim: int, heads: int, context_dim: int | None = None, fp32_on_cpu: bool = True) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"attention width {dim} is not divisible by heads={heads}")
+        self.heads, self.fp32_on_cpu = heads, fp32_on_cpu
+        self.to_qkv = nn.Linear(dim, 3 * dim)
+        self.to_context_kv = nn.Linear(context_dim, 2 * dim) if context_dim is not None else None
+        self.to_out = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, context: Tensor | None = None, attn_mask: Tensor | None = None) -> Tensor:
+        q, k, v = rearrange(self.to_qkv(x), "n l (three h d) -> three n h l d", three=3, h=self.heads)
+        if context is not None and self.to_context_kv is not None:
+            ck, cv = rearrange(self.to_context_kv(context), "n m (two h d) -> two n h m d", two=2, h=self.heads)
+            k, v = torch.cat([ck, k], dim=2), torch.cat([cv, v], dim=2)
+        out = attend(q, k, v, attn_mask, self.fp32_on_cpu)
         return self.to_out(rearrange(out, "n h l d -> n l (h d)"))
 
 

@@ -12,7 +12,18 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from mav.models.layers import Attention, FeedForward
+from mav.models.layers import Attention, FeedForward, JointAttention, group_norm
+
+
+def chunked(fn, size: int, *tensors: Tensor | None) -> Tensor:
+    """`fn(*tensors)` computed `size` rows at a time along dim 0 (frames folded into the batch) and concatenated:
+    the same result, with the transient memory of `size` frames instead of all; size 0 runs all at once. Only for
+    per-frame (spatial) work: a row must not depend on the others."""
+    rows = next(t.shape[0] for t in tensors if t is not None)
+    if not size or rows <= size:
+        return fn(*tensors)
+    parts = [t.split(size) if t is not None else [None] * -(-rows // size) for t in tensors]
+    return torch.cat([fn(*chunk) for chunk in zip(*parts)], dim=0)
 
 
 class Pseudo3DConv(nn.Module):
@@ -26,6 +37,7 @@ class Pseudo3DConv(nn.Module):
                  temporal_kernel_size: int = 3) -> None:
         super().__init__()
         self.spatial = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        self.frame_chunk = 0  # frames the spatial convolution takes at a time (0: all; SpaceTimeUNet.frame_chunk)
         self.temporal: nn.Conv1d | None = None
         if temporal:
             self.temporal = nn.Conv1d(out_channels, out_channels, temporal_kernel_size,
@@ -34,7 +46,7 @@ class Pseudo3DConv(nn.Module):
             nn.init.zeros_(self.temporal.bias)
 
     def forward(self, x: Tensor, frames: int, temporal: bool = True) -> Tensor:
-        x = self.spatial(x)
+        x = chunked(self.spatial, self.frame_chunk, x)
         if self.temporal is None or not temporal:
             return x
         height, width = x.shape[-2:]
@@ -70,26 +82,40 @@ class FramePositionBias(nn.Module):
 
 
 class Pseudo3DAttention(nn.Module):
-    """Spatial transformer block then temporal self-attention: ATTN_P3D (Eq. 3).
+    """Spatial attention then temporal self-attention: ATTN_P3D (Eq. 3).
 
-    Spatial part (per frame): self-attention, cross-attention to context tokens (if `context_dim`), feed-forward,
-    each pre-LayerNorm and residual. Temporal part: self-attention over frames at every pixel with a relative
-    position bias; its output projection is zero-initialised, so it starts as the identity.
-    Input and output: `(b f) c h w` with `frames = f`.
+    Spatial part (per frame), one of two kinds:
+    - `joint=False` (mav's own): a transformer block, i.e. self-attention, cross-attention to context tokens (if
+      `context_dim`) and feed-forward, each pre-LayerNorm and residual;
+    - `joint=True` (unCLIP's, for imported models): GroupNorm (`groups`), then one attention whose keys are the
+      context tokens followed by the frame's own tokens, residual.
+    Temporal part: self-attention over frames at every pixel with a relative position bias; its output projection
+    is zero-initialised, so it starts as the identity. Input and output: `(b f) c h w` with `frames = f`.
     """
 
     def __init__(self, dim: int, heads: int, context_dim: int | None = None, *, temporal: bool = True,
-                 fps_dim: int | None = None) -> None:
+                 fps_dim: int | None = None, joint: bool = False, groups: int = 0) -> None:
         super().__init__()
-        self.norm_self = nn.LayerNorm(dim)
-        self.self_attn = Attention(dim, heads)
+        self.frame_chunk = 0  # frames the spatial attention takes at a time (0: all; SpaceTimeUNet.frame_chunk)
+        self.norm_joint: nn.GroupNorm | None = None
+        self.joint_attn: JointAttention | None = None
+        self.norm_self: nn.LayerNorm | None = None
+        self.self_attn: Attention | None = None
         self.norm_cross: nn.LayerNorm | None = None
         self.cross_attn: Attention | None = None
-        if context_dim is not None:
-            self.norm_cross = nn.LayerNorm(dim)
-            self.cross_attn = Attention(dim, heads, context_dim)
-        self.norm_ff = nn.LayerNorm(dim)
-        self.ff = FeedForward(dim)
+        self.norm_ff: nn.LayerNorm | None = None
+        self.ff: FeedForward | None = None
+        if joint:
+            self.norm_joint = group_norm(dim, groups)
+            self.joint_attn = JointAttention(dim, heads, context_dim)
+        else:
+            self.norm_self = nn.LayerNorm(dim)
+            self.self_attn = Attention(dim, heads)
+            if context_dim is not None:
+                self.norm_cross = nn.LayerNorm(dim)
+                self.cross_attn = Attention(dim, heads, context_dim)
+            self.norm_ff = nn.LayerNorm(dim)
+            self.ff = FeedForward(dim)
         self.temporal_norm: nn.LayerNorm | None = None
         self.temporal_attn: Attention | None = None
         self.temporal_position: FramePositionBias | None = None
@@ -112,12 +138,7 @@ class Pseudo3DAttention(nn.Module):
         """x: `(b f) c h w`; context: `((b f), m, context_dim)`; context_mask: bool `((b f), m)`, True = attend;
         fps_emb: `(b, fps_dim)`, the fps embedding's hidden features, used when the layer has `temporal_fps`."""
         height, width = x.shape[-2:]
-        tokens = rearrange(x, "n c h w -> n (h w) c")
-        tokens = tokens + self.self_attn(self.norm_self(tokens))
-        if self.cross_attn is not None and context is not None:
-            mask = None if context_mask is None else rearrange(context_mask, "n m -> n 1 1 m")
-            tokens = tokens + self.cross_attn(self.norm_cross(tokens), context, mask)
-        tokens = tokens + self.ff(self.norm_ff(tokens))
+        tokens = chunked(self._spatial, self.frame_chunk, x, context, context_mask)
         if self.temporal_attn is None or not temporal:
             return rearrange(tokens, "n (h w) c -> n c h w", h=height, w=width)
         tokens = rearrange(tokens, "(b f) s c -> b s f c", f=frames)
@@ -131,3 +152,23 @@ class Pseudo3DAttention(nn.Module):
         bias = rearrange(self.temporal_position(frames).to(tokens.dtype), "h i j -> 1 h i j")
         tokens = tokens + self.temporal_attn(normed, attn_mask=bias)
         return rearrange(tokens, "(b h w) f c -> (b f) c h w", h=height, w=width)
+
+    def _spatial(self, x: Tensor, context: Tensor | None, context_mask: Tensor | None) -> Tensor:
+        """The per-frame part: `n c h w` → tokens `n (h w) c`."""
+        tokens = rearrange(x, "n c h w -> n (h w) c")
+        if self.joint_attn is not None:
+            return tokens + self.joint_attn(rearrange(self.norm_joint(x), "n c h w -> n (h w) c"), context,
+                                            self._joint_mask(context, context_mask, tokens.shape[1]))
+        tokens = tokens + self.self_attn(self.norm_self(tokens))
+        if self.cross_attn is not None and context is not None:
+            mask = None if context_mask is None else rearrange(context_mask, "n m -> n 1 1 m")
+            tokens = tokens + self.cross_attn(self.norm_cross(tokens), context, mask)
+        return tokens + self.ff(self.norm_ff(tokens))
+
+    @staticmethod
+    def _joint_mask(context: Tensor | None, context_mask: Tensor | None, length: int) -> Tensor | None:
+        """The joint attention's key mask `(n, 1, 1, m + length)`: the context's own, then every frame token."""
+        if context is None or context_mask is None:
+            return None
+        own = context_mask.new_ones(context_mask.shape[0], length)
+        return rearrange(torch.cat([context_mask, own], dim=1), "n m -> n 1 1 m")

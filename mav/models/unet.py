@@ -7,6 +7,7 @@ Down- and upsampling are spatial only: frames are never merged.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import torch
@@ -35,22 +36,39 @@ def is_temporal_parameter(name: str) -> bool:
 
 
 class ResBlock(nn.Module):
-    """GroupNorm → SiLU → Pseudo3DConv, twice, with the embedding as scale/shift of the second norm."""
+    """GroupNorm → SiLU → Pseudo3DConv, twice, with the embedding conditioning the second norm, and a residual.
 
-    def __init__(self, in_channels: int, out_channels: int, emb_dim: int, *, temporal: bool) -> None:
+    `time_conditioning`: "scale_shift" (norm(h)·(1 + s) + b, s and b from the embedding; mav's and unCLIP's
+    decoder) or "add" (norm(h + e); DDPM's, unCLIP's SR). `resample` "down" / "up" makes it the level's
+    resampler (BigGAN's, unCLIP's): after the first norm, the features and the residual are average-pooled 2×2 or
+    repeated 2×2 (nearest).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, emb_dim: int, *, temporal: bool, groups: int = 0,
+                 time_conditioning: str = "scale_shift", resample: str | None = None) -> None:
         super().__init__()
-        self.norm1 = group_norm(in_channels)
+        self.scale_shift, self.resample = time_conditioning == "scale_shift", resample
+        self.norm1 = group_norm(in_channels, groups)
         self.conv1 = Pseudo3DConv(in_channels, out_channels, temporal=temporal)
-        self.emb_proj = nn.Linear(emb_dim, 2 * out_channels)
-        self.norm2 = group_norm(out_channels)
+        self.emb_proj = nn.Linear(emb_dim, (2 if self.scale_shift else 1) * out_channels)
+        self.norm2 = group_norm(out_channels, groups)
         self.conv2 = Pseudo3DConv(out_channels, out_channels, temporal=temporal)
         self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
-    def forward(self, x: Tensor, emb: Tensor, frames: int, temporal: bool) -> Tensor:
+    def forward(self, x: Tensor, emb: Tensor, frames: int, temporal: bool, **_) -> Tensor:
         """x: `(b f) c h w`; emb: `((b f), emb_dim)`, already passed through SiLU."""
-        h = self.conv1(F.silu(self.norm1(x)), frames, temporal)
-        scale, shift = rearrange(self.emb_proj(emb), "n (two c) -> two n c 1 1", two=2)
-        h = self.norm2(h) * (1 + scale) + shift
+        h = F.silu(self.norm1(x))
+        if self.resample == "down":
+            h, x = F.avg_pool2d(h, 2), F.avg_pool2d(x, 2)
+        elif self.resample == "up":
+            h, x = (F.interpolate(a, scale_factor=2.0, mode="nearest") for a in (h, x))
+        h = self.conv1(h, frames, temporal)
+        e = rearrange(self.emb_proj(emb), "n c -> n c 1 1")
+        if self.scale_shift:
+            scale, shift = e.chunk(2, dim=1)
+            h = self.norm2(h) * (1 + scale) + shift
+        else:
+            h = self.norm2(h + e)
         h = self.conv2(F.silu(h), frames, temporal)
         return self.skip(x) + h
 
@@ -59,10 +77,13 @@ class SpaceTimeBlock(nn.Module):
     """A ResBlock, optionally followed by pseudo-3D attention."""
 
     def __init__(self, in_channels: int, out_channels: int, emb_dim: int, heads: int, context_dim: int | None,
-                 *, attention: bool, temporal: bool, fps_dim: int | None = None) -> None:
+                 *, attention: bool, temporal: bool, fps_dim: int | None = None, groups: int = 0,
+                 time_conditioning: str = "scale_shift", joint: bool = False) -> None:
         super().__init__()
-        self.res = ResBlock(in_channels, out_channels, emb_dim, temporal=temporal)
-        self.attn = (Pseudo3DAttention(out_channels, heads, context_dim, temporal=temporal, fps_dim=fps_dim)
+        self.res = ResBlock(in_channels, out_channels, emb_dim, temporal=temporal, groups=groups,
+                            time_conditioning=time_conditioning)
+        self.attn = (Pseudo3DAttention(out_channels, heads, context_dim, temporal=temporal, fps_dim=fps_dim,
+                                       joint=joint, groups=groups)
                      if attention else None)
 
     def forward(self, x: Tensor, emb: Tensor, frames: int, context: Tensor | None, context_mask: Tensor | None,
@@ -80,7 +101,7 @@ class Downsample(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, **_) -> Tensor:
         return self.conv(x)
 
 
@@ -91,7 +112,7 @@ class Upsample(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, **_) -> Tensor:
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
@@ -108,6 +129,7 @@ class SpaceTimeUNet(nn.Module):
     def __init__(self, config: UNetConfig) -> None:
         super().__init__()
         self.config = config
+        self._frame_chunk = 0
         widths, temporal = config.widths, config.temporal
         emb_dim = 4 * widths[0]
         self.time_embed = TimestepEmbedding(widths[0], emb_dim)
@@ -117,64 +139,110 @@ class SpaceTimeUNet(nn.Module):
 
         # Cross-attention context: [null token] + [image tokens] + [text tokens], each of width context_dim.
         self.has_context = config.image_embed_dim > 0 or config.text_dim > 0
-        context_dim = emb_dim if self.has_context else None
+        context_dim = (config.context_dim or emb_dim) if self.has_context else None
         self.image_embed_proj: nn.Sequential | None = None
         self.image_to_tokens: nn.Linear | None = None
+        self.null_image: nn.Parameter | None = None
         self.text_proj: nn.Sequential | None = None
+        self.pooled_proj: nn.Linear | None = None
         self.null_token: nn.Parameter | None = None
         if config.image_embed_dim > 0:
-            self.image_embed_proj = nn.Sequential(nn.Linear(config.image_embed_dim, emb_dim), nn.SiLU(),
-                                                  nn.Linear(emb_dim, emb_dim))
+            self.image_embed_proj = (nn.Sequential(nn.Linear(config.image_embed_dim, emb_dim), nn.SiLU(),
+                                                   nn.Linear(emb_dim, emb_dim)) if config.image_embed_mlp
+                                     else nn.Sequential(nn.Linear(config.image_embed_dim, emb_dim)))
             if config.image_tokens > 0:
-                self.image_to_tokens = nn.Linear(config.image_embed_dim, config.image_tokens * emb_dim)
+                self.image_to_tokens = nn.Linear(config.image_embed_dim, config.image_tokens * context_dim)
+            if config.learned_null_image:
+                self.null_image = nn.Parameter(torch.zeros(config.image_embed_dim))
         if config.text_dim > 0:
-            self.text_proj = nn.Sequential(nn.LayerNorm(config.text_dim), nn.Linear(config.text_dim, emb_dim))
-        if self.has_context:
-            self.null_token = nn.Parameter(torch.randn(1, 1, emb_dim) * 0.02)
+            self.text_proj = (nn.Sequential(nn.LayerNorm(config.text_dim), nn.Linear(config.text_dim, context_dim))
+                              if config.text_norm == "before"
+                              else nn.Sequential(nn.Linear(config.text_dim, context_dim), nn.LayerNorm(context_dim)))
+        if config.pooled_text_dim > 0:
+            self.pooled_proj = nn.Linear(config.pooled_text_dim, emb_dim)
+        if self.has_context and config.null_token:
+            self.null_token = nn.Parameter(torch.randn(1, 1, context_dim) * 0.02)
 
         self.conv_in = nn.Conv2d(config.in_channels + config.cond_channels, widths[0], 3, padding=1)
-        block = dict(emb_dim=emb_dim, heads=config.heads, context_dim=context_dim, temporal=temporal,
-                     fps_dim=emb_dim if config.fps_temporal else None)
+        shared = dict(emb_dim=emb_dim, temporal=temporal, groups=config.norm_groups,
+                      time_conditioning=config.time_conditioning)
+        block = dict(shared, context_dim=context_dim, fps_dim=emb_dim if config.fps_temporal else None,
+                     joint=config.attention == "joint")
+
+        def down(channels: int) -> nn.Module:
+            if config.resample == "resblock":
+                return ResBlock(channels, channels, resample="down", **shared)
+            return Downsample(channels)
+
+        def up(channels: int) -> nn.Module:
+            if config.resample == "resblock":
+                return ResBlock(channels, channels, resample="up", **shared)
+            return Upsample(channels)
+
         self.down = nn.ModuleList()
         skip_channels = [widths[0]]
         channels = widths[0]
         for level, width in enumerate(widths):
             for _ in range(config.blocks_per_level):
-                self.down.append(SpaceTimeBlock(channels, width, attention=level in config.attention_levels,
-                                                **block))
+                self.down.append(SpaceTimeBlock(channels, width, heads=config.heads_at(width),
+                                                attention=level in config.attention_levels, **block))
                 channels = width
                 skip_channels.append(channels)
             if level < len(widths) - 1:
-                self.down.append(Downsample(channels))
+                self.down.append(down(channels))
                 skip_channels.append(channels)
         self.mid = nn.ModuleList([
-            SpaceTimeBlock(channels, channels, attention=len(config.attention_levels) > 0, **block),
-            SpaceTimeBlock(channels, channels, attention=False, **block),
+            SpaceTimeBlock(channels, channels, heads=config.heads_at(channels),
+                           attention=len(config.attention_levels) > 0, **block),
+            SpaceTimeBlock(channels, channels, heads=config.heads_at(channels), attention=False, **block),
         ])
         self.up = nn.ModuleList()
         for level, width in reversed(list(enumerate(widths))):
             for _ in range(config.blocks_per_level + 1):
-                self.up.append(SpaceTimeBlock(channels + skip_channels.pop(), width,
+                self.up.append(SpaceTimeBlock(channels + skip_channels.pop(), width, heads=config.heads_at(width),
                                               attention=level in config.attention_levels, **block))
                 channels = width
             if level > 0:
-                self.up.append(Upsample(channels))
-        self.norm_out = group_norm(channels)
+                self.up.append(up(channels))
+        self.norm_out = group_norm(channels, config.norm_groups)
         self.conv_out = nn.Conv2d(channels, config.out_channels, 3, padding=1)
+        # unCLIP's SR: a network of the same shape for the final step (see `Stage.denoise`)
+        self.last_step = (SpaceTimeUNet(dataclasses.replace(config, last_step_denoiser=False))
+                          if config.last_step_denoiser else None)
+
+    @property
+    def frame_chunk(self) -> int:
+        """How many frames (of the `(b f)` batch) the spatial convolutions and attentions take at a time; 0 = all.
+        Lower values trade speed for the transient memory of those layers; results are the same."""
+        return self._frame_chunk
+
+    @frame_chunk.setter
+    def frame_chunk(self, size: int) -> None:
+        if size < 0:
+            raise ValueError(f"frame_chunk must be ≥ 0, got {size}")
+        self._frame_chunk = size
+        for module in self.modules():
+            if isinstance(module, (Pseudo3DConv, Pseudo3DAttention)):
+                module.frame_chunk = size
 
     def temporal_parameters(self) -> Iterator[nn.Parameter]:
         """The parameters added for video (Dirac conv1d, temporal attention); empty if config.temporal=False."""
         return (p for name, p in self.named_parameters() if is_temporal_parameter(name))
 
     def forward(self, x: Tensor, t: Tensor, *, cond: Tensor | None = None, image_embed: Tensor | None = None,
-                text_tokens: Tensor | None = None, text_mask: Tensor | None = None, fps: Tensor | None = None,
-                aug_level: Tensor | None = None, temporal: bool = True) -> Tensor:
+                text_tokens: Tensor | None = None, text_mask: Tensor | None = None, text_pooled: Tensor | None = None,
+                fps: Tensor | None = None, aug_level: Tensor | None = None, image_keep: Tensor | None = None,
+                temporal: bool = True) -> Tensor:
         """Predict the diffusion target for `x` at timesteps `t`; output has out_channels and x's layout.
 
         x: `b c f h w` or `b c h w` (f = 1); t: `(b,)`; cond: like x with cond_channels; image_embed:
-        `(b, image_embed_dim)`, None = zeros (unconditional); text_tokens `(b, L, text_dim)` with text_mask `(b, L)`
-        bool (True = real token); fps `(b,)`, used only if config.fps_cond; aug_level `(b,)`: the std of the noise
-        added to an SR model's low-resolution input (config.aug_cond); temporal=False skips temporal layers.
+        `(b, image_embed_dim)`, None = the unconditional embedding (`null_image_embed`); text_tokens
+        `(b, L, text_dim)` with text_mask `(b, L)` bool (True = real token); text_pooled `(b, pooled_text_dim)`, the
+        pooled text embedding (config.pooled_text_dim; None adds nothing); image_keep `(b,)` bool: where False the
+        unconditional embedding replaces image_embed (classifier-free dropout, inside the forward so a learned
+        unconditional embedding trains under DDP like any parameter); fps `(b,)`, used only if config.fps_cond;
+        aug_level `(b,)`: the std of the noise added to an SR model's low-resolution input (config.aug_cond);
+        temporal=False skips temporal layers.
         """
         is_image = x.ndim == 4
         if is_image:
@@ -189,7 +257,9 @@ class SpaceTimeUNet(nn.Module):
 
         fps_hidden = self._fps_hidden(fps, batch)
         fps_emb = None if fps_hidden is None else self.fps_embed.mlp[2](fps_hidden)
-        emb = self._embedding(t, fps_emb, aug_level, image_embed, batch, x.dtype)
+        if self.image_embed_proj is not None and (image_embed is not None or image_keep is not None):
+            image_embed = self._image_embed_or_null(image_embed, batch, image_keep)
+        emb = self._embedding(t, fps_emb, aug_level, image_embed, text_pooled, batch, x.dtype)
         emb = repeat(F.silu(emb), "b d -> (b f) d", f=frames)
         context, context_mask = self._context(image_embed, text_tokens, text_mask, batch, x.dtype)
         if context is not None:
@@ -201,15 +271,12 @@ class SpaceTimeUNet(nn.Module):
         h = self.conv_in(rearrange(x, "b c f h w -> (b f) c h w"))
         skips = [h]
         for layer in self.down:
-            h = layer(h, **run) if isinstance(layer, SpaceTimeBlock) else layer(h)
+            h = layer(h, **run)
             skips.append(h)
         for layer in self.mid:
             h = layer(h, **run)
         for layer in self.up:
-            if isinstance(layer, SpaceTimeBlock):
-                h = layer(torch.cat([h, skips.pop()], dim=1), **run)
-            else:
-                h = layer(h)
+            h = layer(torch.cat([h, skips.pop()], dim=1) if isinstance(layer, SpaceTimeBlock) else h, **run)
         out = self.conv_out(F.silu(self.norm_out(h)))
         out = rearrange(out, "(b f) c h w -> b c f h w", f=frames)
         return out[:, :, 0] if is_image else out
@@ -244,8 +311,9 @@ class SpaceTimeUNet(nn.Module):
         return self.fps_embed.hidden(fps.expand(batch) if fps.ndim == 0 else fps)
 
     def _embedding(self, t: Tensor, fps_emb: Tensor | None, aug_level: Tensor | None, image_embed: Tensor | None,
-                   batch: int, dtype: torch.dtype) -> Tensor:
-        """Time embedding + fps embedding + noise-augmentation level + image-embedding MLP, `(b, emb_dim)`."""
+                   text_pooled: Tensor | None, batch: int, dtype: torch.dtype) -> Tensor:
+        """Time embedding + fps embedding + noise-augmentation level + image embedding + pooled text,
+        `(b, emb_dim)`."""
         emb = self.time_embed(t.expand(batch) if t.ndim == 0 else t)
         if fps_emb is not None:
             emb = emb + fps_emb
@@ -253,29 +321,43 @@ class SpaceTimeUNet(nn.Module):
             level = torch.zeros(batch, device=emb.device) if aug_level is None else aug_level.float().expand(batch)
             emb = emb + self.aug_embed(level * AUG_LEVEL_SCALE)
         if self.image_embed_proj is not None:
-            emb = emb + self.image_embed_proj(self._image_embed_or_zeros(image_embed, batch))
+            emb = emb + self.image_embed_proj(self._image_embed_or_null(image_embed, batch))
+        if self.pooled_proj is not None and text_pooled is not None:
+            emb = emb + self.pooled_proj(text_pooled.to(self.pooled_proj.weight.dtype))
         return emb.to(dtype)
 
-    def _image_embed_or_zeros(self, image_embed: Tensor | None, batch: int) -> Tensor:
+    def null_image_embed(self, batch: int) -> Tensor:
+        """The unconditional image embedding `(b, image_embed_dim)` that guidance and conditioning dropout use:
+        zeros, or the learned vector of a model that has one (config.learned_null_image)."""
         weight = self.image_embed_proj[0].weight
+        if self.null_image is not None:
+            return self.null_image.expand(batch, -1)
+        return weight.new_zeros(batch, self.config.image_embed_dim)
+
+    def _image_embed_or_null(self, image_embed: Tensor | None, batch: int, keep: Tensor | None = None) -> Tensor:
+        null = self.null_image_embed(batch)
         if image_embed is None:
-            return weight.new_zeros(batch, self.config.image_embed_dim)
-        return image_embed.to(weight.dtype)
+            return null
+        image_embed = image_embed.to(null.dtype)
+        return image_embed if keep is None else torch.where(keep.view(-1, 1).to(image_embed.device), image_embed, null)
 
     def _context(self, image_embed: Tensor | None, text_tokens: Tensor | None, text_mask: Tensor | None,
                  batch: int, dtype: torch.dtype) -> tuple[Tensor | None, Tensor | None]:
         """Cross-attention tokens `(b, m, context_dim)` and their key mask `(b, m)` (True = attend)."""
         if not self.has_context:
             return None, None
-        tokens = [self.null_token.expand(batch, -1, -1)]
+        param = self.image_embed_proj[0].weight if self.image_embed_proj is not None else self.text_proj[0].weight
+        tokens = [] if self.null_token is None else [self.null_token.expand(batch, -1, -1)]
         if self.image_to_tokens is not None:
-            projected = self.image_to_tokens(self._image_embed_or_zeros(image_embed, batch))
+            projected = self.image_to_tokens(self._image_embed_or_null(image_embed, batch))
             tokens.append(rearrange(projected, "b (m d) -> b m d", m=self.config.image_tokens))
         fixed = sum(part.shape[1] for part in tokens)
-        mask = [torch.ones(batch, fixed, dtype=torch.bool, device=self.null_token.device)]
+        mask = [torch.ones(batch, fixed, dtype=torch.bool, device=param.device)]
         if text_tokens is not None:
-            tokens.append(self.text_proj(text_tokens.to(self.null_token.dtype)))
+            tokens.append(self.text_proj(text_tokens.to(param.dtype)))
             if text_mask is None:
                 text_mask = torch.ones(text_tokens.shape[:2], dtype=torch.bool, device=text_tokens.device)
-            mask.append(text_mask.to(device=self.null_token.device, dtype=torch.bool))
+            mask.append(text_mask.to(device=param.device, dtype=torch.bool))
+        if not tokens:
+            return None, None
         return torch.cat(tokens, dim=1).to(dtype), torch.cat(mask, dim=1)

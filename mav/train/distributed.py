@@ -74,12 +74,15 @@ def broadcast_module(module: nn.Module, device: torch.device) -> None:
             tensor.copy_(buffer)
 
 
-def wrap_model(module: nn.Module, device: torch.device, fsdp: bool) -> nn.Module:
+def wrap_model(module: nn.Module, device: torch.device, fsdp: bool, *,
+               reshard_after_forward: bool = True) -> nn.Module:
     """The module as training runs it: itself alone, DDP across processes, or FSDP2-sharded with `fsdp`.
 
     FSDP2 shards every block of every `nn.ModuleList` (the usual transformer or UNet block lists) as its own
     unit, then the root, so only one block's parameters are gathered at a time. The module is changed in place;
     its parameter names stay the same. A single process has nothing to shard with, so `fsdp` then changes nothing.
+    `reshard_after_forward` is FSDP2's own option of that name, for every unit but the root (which FSDP2 keeps
+    gathered for the backward anyway).
     """
     if fsdp and dist.is_initialized():
         from torch.distributed.device_mesh import init_device_mesh
@@ -91,7 +94,7 @@ def wrap_model(module: nn.Module, device: torch.device, fsdp: bool) -> nn.Module
             if isinstance(child, nn.ModuleList):
                 for block in child:
                     if any(True for _ in block.parameters()):
-                        fully_shard(block, mesh=mesh)
+                        fully_shard(block, mesh=mesh, reshard_after_forward=reshard_after_forward)
         fully_shard(module, mesh=mesh)
         return module
     module.to(device)

@@ -91,7 +91,7 @@ class Trainer:
 
         self.template = copy.deepcopy(model).to("meta")  # rebuilt on the CPU to carry the EMA weights
         self.module = model
-        self.model = wrap_model(model, self.device, cfg.fsdp)  # changes `model` in place; names stay
+        self.model = wrap_model(model, self.device, cfg.fsdp, reshard_after_forward=cfg.fsdp_reshard)  # changes `model` in place; names stay
         # FSDP2 replaces the parameter objects, so everything from here on goes by name.
         named = dict(self.module.named_parameters())
         self.params = {n: named[n] for n in scales}

@@ -31,6 +31,9 @@ class TrainConfig:
     bf16: bool = True  # autocast to bfloat16 on CUDA
     cpu_bf16: bool = False  # … and on the CPU (slow on most CPUs)
     fsdp: bool = False  # shard with FSDP2 instead of replicating with DDP
+    # FSDP2's reshard_after_forward: free each block's gathered parameters after its forward (True, least memory)
+    # or keep them for the backward (False: one all-gather fewer per block, each block's full size held)
+    fsdp_reshard: bool = True
 
     def __post_init__(self) -> None:
         at_least = {"steps": 1, "batch_size": 1, "grad_accum": 1, "log_every": 1,
@@ -61,7 +64,7 @@ class TrainConfig:
         """The fields that change what training computes; a resumed run must match them. How often to log or
         save, FSDP and the process count do not; `steps` does only for the cosine schedule (so a constant run
         can be extended)."""
-        ignored = {"checkpoint_every", "log_every", "fsdp"} | ({"steps"} if self.schedule == "constant" else set())
+        ignored = {"checkpoint_every", "log_every", "fsdp", "fsdp_reshard"} | ({"steps"} if self.schedule == "constant" else set())
         return {k: v for k, v in asdict(self).items() if k not in ignored}
 
 

@@ -25,8 +25,8 @@ from torch import Tensor, nn
 
 from mav import checks, files
 from mav.checks import TRAINING_STAGES
-from mav.conditioning import (NATIVE_FPS, Text, frame_mask_cond, noise_augment, resize_frames, sr_cond, sr_residual,
-                              to_prior_space, unet_inputs)
+from mav.conditioning import (NATIVE_FPS, Text, frame_mask_cond, image_embedding, noise_augment, resize_frames,
+                              sr_cond, sr_residual, to_prior_space, unet_inputs)
 from mav.config import config_to_dict
 from mav.diffusion.noise import draw_timesteps, draw_uniform, gaussian_noise, sample_generators
 from mav.errors import ModelError, UsageError
@@ -223,6 +223,8 @@ def _trainable(spec: StageSpec, folder: Path) -> nn.Module:
     module.train()
     for p in module.parameters():
         p.requires_grad_(True)
+    if getattr(module, "last_step", None) is not None:  # unCLIP's last-step SR network stays as imported
+        module.last_step.requires_grad_(False)
     return module
 
 
@@ -334,7 +336,7 @@ def _prior_loss(*, schedule, clip, seed, config, gamma=None, **_):
         gens = sample_generators(seed, batch["index"])
         device = batch["image"].device
         with torch.no_grad():
-            embed = torch.nn.functional.normalize(clip.encode_image(batch["image"]).float(), dim=-1)
+            embed = image_embedding(clip, batch["image"])
         keep = (draw_uniform(gens) >= CFG_DROPOUT).to(device)
         tokens, pooled, mask = _drop(_text(clip, batch["caption"], device), empty(len(gens), device),
                                      keep)
@@ -350,10 +352,10 @@ def _decoder_image_loss(*, schedule, clip, seed, config, gamma=None, **_):
         gens = sample_generators(seed, batch["index"])
         images, device = batch["image"], batch["image"].device
         with torch.no_grad():
-            embed = torch.nn.functional.normalize(clip.encode_image(images).float(), dim=-1)
+            embed = image_embedding(clip, images)
         keep = (draw_uniform(gens) >= CFG_DROPOUT).to(device)
         text = _drop(_text(clip, batch["caption"], device), empty(len(gens), device), keep)
-        kwargs = unet_inputs(config, len(gens), embed=embed * keep.view(-1, 1), text=Text(*text))
+        kwargs = unet_inputs(config, len(gens), embed=embed, keep=keep, text=Text(*text))
         return _denoise_loss(model, schedule, images, gens, temporal=False, min_snr_gamma=gamma, **kwargs)
     return loss_fn
 
@@ -362,7 +364,7 @@ def _frame_embed(clip, video: Tensor, frame: Tensor) -> Tensor:
     """C_y of one frame per clip (`frame`: (b,) indices): the unit-norm CLIP image embedding."""
     with torch.no_grad():
         picked = video[torch.arange(video.shape[0], device=video.device), :, frame.to(video.device)]  # b c h w
-        return torch.nn.functional.normalize(clip.encode_image(picked).float(), dim=-1)
+        return image_embedding(clip, picked)
 
 
 def _video_embed(clip, video: Tensor) -> Tensor:
@@ -395,7 +397,7 @@ def _decoder_video_loss(*, schedule, clip, seed, config, gamma=None, **_):
         gens = sample_generators(seed, batch["index"])
         video, device = batch["video"], batch["video"].device
         keep = (draw_uniform(gens) >= CFG_DROPOUT).to(device)
-        kwargs = unet_inputs(config, len(gens), embed=_video_embed(clip, video) * keep.view(-1, 1),
+        kwargs = unet_inputs(config, len(gens), embed=_video_embed(clip, video), keep=keep,
                              text=Text(*_no_text(empty, batch, device)), fps=batch["fps"])
         return _denoise_loss(model, schedule, video, gens, min_snr_gamma=gamma, **kwargs)
     return loss_fn
@@ -459,7 +461,7 @@ def _interpolator_loss(*, schedule, clip, seed, config, gamma=None, factor: int 
         known = random_known_frames(gens, video.shape[2], factor).to(device)
         keep = (draw_uniform(gens) >= CFG_DROPOUT).to(device)
         embed = _frame_embed(clip, video, _pick_known(gens, known))
-        kwargs = unet_inputs(config, len(gens), embed=embed * keep.view(-1, 1),
+        kwargs = unet_inputs(config, len(gens), embed=embed, keep=keep,
                              text=Text(*_no_text(empty, batch, device)), fps=batch["fps"],
                              cond=frame_mask_cond(video, known))
         unknown = rearrange(~known, "b f -> b 1 f 1 1")  # the loss scores only the frames ↑F must make
@@ -477,11 +479,12 @@ def sr_training_inputs(batch: dict, key: str, config, gens) -> tuple[Tensor, dic
     x = batch[key]
     low = batch.get(f"{key}_low")
     low = low if low is not None else resize_frames(x, config.low_res_size)
-    clean = sr_cond(low, config.sample_size)
+    clean = sr_cond(low, config.sample_size, config.cond_upsample)
     cond, level = clean, None
     if config.aug_cond:
         level = (draw_uniform(gens) * config.noise_aug_max).to(x.device)
-        cond = sr_cond(noise_augment(low, level, gaussian_noise(low.shape, gens, x.device)), config.sample_size)
+        cond = sr_cond(noise_augment(low, level, gaussian_noise(low.shape, gens, x.device)), config.sample_size,
+                       config.cond_upsample)
     kwargs = unet_inputs(config, x.shape[0], fps=batch.get("fps"), cond=cond, aug_level=level, device=x.device)
     target = sr_residual(x, clean, config.residual_scale) if config.residual else x
     return target, kwargs
