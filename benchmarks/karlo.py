@@ -8,7 +8,8 @@ unconditional), 64², 77 text tokens. Each (dtype, frames) point runs in its own
 memory (`ru_maxrss`) is its own: weights, activations and the allocator's slack together; the weights alone are
 listed beside it. `--frame-chunk N` runs the spatial layers N frames at a time (mav's `frame_chunk`).
 
-    python -m benchmarks.karlo --frames 8 --dtype fp32 bf16 --repeats 2 --json benchmarks/results/karlo.json
+    python -m benchmarks.karlo --frames 8 --dtype fp32 bf16 --frame-chunk 0 2 --repeats 2 \\
+        --json benchmarks/results/karlo.json
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from benchmarks.harness import REPO, markdown_table, note, write_json
 
@@ -34,9 +36,17 @@ KARLO_DECODER = {
 }
 KARLO_TEXT_PROJ = {"clip_extra_context_tokens": 4, "clip_embeddings_dim": 768, "time_embed_dim": 1280,
                    "cross_attention_dim": 1536}
+# the same block types at toy widths, so that tests/test_benchmarks.py can run the script in seconds
+TINY_DECODER = dict(KARLO_DECODER, sample_size=16, layers_per_block=1, block_out_channels=[32, 64],
+                    cross_attention_dim=24, attention_head_dim=16, norm_num_groups=8,
+                    down_block_types=["ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"],
+                    up_block_types=["SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"])
+TINY_TEXT_PROJ = {"clip_extra_context_tokens": 4, "clip_embeddings_dim": 768, "time_embed_dim": 128,
+                  "cross_attention_dim": 24}
+CONFIGS = {"karlo": (KARLO_DECODER, KARLO_TEXT_PROJ), "tiny": (TINY_DECODER, TINY_TEXT_PROJ)}
 
 
-def _point(dtype: str, frames: int, repeats: int, warmup: int, threads: int | None, chunk: int) -> dict:
+def _point(name: str, dtype: str, frames: int, repeats: int, warmup: int, threads: int | None, chunk: int) -> dict:
     """Build, time and measure one point (run in a process of its own)."""
     import torch
 
@@ -46,8 +56,8 @@ def _point(dtype: str, frames: int, repeats: int, warmup: int, threads: int | No
 
     if threads:
         torch.set_num_threads(threads)
-    config = decoder_config(KARLO_DECODER, KARLO_TEXT_PROJ, DiffusionConfig(prediction="eps",
-                                                                            variance="learned_range"),
+    unet, text_proj = CONFIGS[name]
+    config = decoder_config(unet, text_proj, DiffusionConfig(prediction="eps", variance="learned_range"),
                             num_frames=frames)
     torch.manual_seed(0)
     model = SpaceTimeUNet(config).eval()
@@ -71,32 +81,34 @@ def _point(dtype: str, frames: int, repeats: int, warmup: int, threads: int | No
             if i >= warmup:
                 times.append(time.perf_counter() - start)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"dtype": dtype, "frames": frames, "frame_chunk": chunk, "parameters": params,
+    return {"config": name, "dtype": dtype, "frames": frames, "frame_chunk": chunk, "parameters": params,
             "weights_bytes": params * 4, "rss_after_build": rss_model, "peak_rss": peak,
             "seconds": sorted(times), "median_s": sorted(times)[len(times) // 2], "threads": torch.get_num_threads()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", choices=tuple(CONFIGS), default="karlo")
     parser.add_argument("--frames", nargs="+", type=int, default=[8])
     parser.add_argument("--dtype", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--frame-chunk", nargs="+", type=int, default=[0], help="0: all frames at once")
-    parser.add_argument("--json", default=None)
+    parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--point", default=None, help=argparse.SUPPRESS)  # internal: one point, JSON on stdout
     args = parser.parse_args()
     if args.point:
         dtype, frames, chunk = args.point.split(",")
-        print(json.dumps(_point(dtype, int(frames), args.repeats, args.warmup, args.threads, int(chunk))))
+        print(json.dumps(_point(args.config, dtype, int(frames), args.repeats, args.warmup, args.threads,
+                                int(chunk))))
         return
     rows = []
     for frames in args.frames:
         for chunk in args.frame_chunk:
             for dtype in args.dtype:
                 cmd = [sys.executable, "-m", "benchmarks.karlo", "--point", f"{dtype},{frames},{chunk}",
-                       "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
+                       "--config", args.config, "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
                 if args.threads:
                     cmd += ["--threads", str(args.threads)]
                 out = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True).stdout
@@ -104,13 +116,12 @@ def main() -> None:
                 rows.append(row)
                 note(f"{dtype} {frames} frames chunk {chunk}: {row['median_s']:.1f} s, "
                      f"peak {row['peak_rss'] / 2**30:.1f} GiB")
-    table = [{"dtype": r["dtype"], "frames": r["frames"], "frame chunk": r["frame_chunk"] or "all",
-              "step (s, median)": f"{r['median_s']:.1f}", "peak memory (GiB)": f"{r['peak_rss'] / 2**30:.1f}",
-              "weights fp32 (GiB)": f"{r['weights_bytes'] / 2**30:.2f}", "parameters": f"{r['parameters'] / 1e6:.0f} M"}
-             for r in rows]
-    print(markdown_table(table))
-    if args.json:
-        write_json(args.json, {"rows": rows})
+    headers = ["dtype", "frames", "frame chunk", "step (s, median)", "peak memory (GiB)", "weights fp32 (GiB)",
+               "parameters"]
+    print(markdown_table(headers, [[r["dtype"], r["frames"], r["frame_chunk"] or "all", f"{r['median_s']:.1f}",
+                                    f"{r['peak_rss'] / 2**30:.1f}", f"{r['weights_bytes'] / 2**30:.2f}",
+                                    f"{r['parameters'] / 1e6:.0f} M"] for r in rows]))
+    write_json(args.json, "karlo", args, rows)
 
 
 if __name__ == "__main__":

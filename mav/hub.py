@@ -34,7 +34,9 @@ INDEX_FILE = "model_index.json"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 # What `snapshot_download` fetches: nothing else in a Hub repo is ever read.
-HUB_PATTERNS = [INDEX_FILE, f"*/{CONFIG_FILE}", f"*/{WEIGHTS_FILE}"]
+# what `mav pull` fetches: the index, each component's config, weights and training history, and what an imported
+# model carries beside them (its licence files, imported.json)
+HUB_PATTERNS = [INDEX_FILE, f"*/{CONFIG_FILE}", f"*/{WEIGHTS_FILE}", "*/training.json", "LICENSE*", "imported.json"]
 # Weight formats other tools write; named in the error so the user knows why they are ignored.
 FOREIGN_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.npz", "*.h5")
 

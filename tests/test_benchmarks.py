@@ -191,3 +191,11 @@ def test_errors(tmp_path, tiny_model):
     assert "| case | exit | seconds (median) | ÷ import torch |" in output
     assert {r["exit"] for r in data["rows"]} >= {0, 2, 3, 4, 5}
     assert all(r["seconds"] > 0 and r["ratio"] > 0 for r in data["rows"])
+
+
+def test_karlo(tmp_path):
+    data, output = bench("karlo", "--config", "tiny", "--frames", "2", "--dtype", "fp32", "--frame-chunk", "0", "1",
+                         "--repeats", "1", "--warmup", "0", "--threads", "1", tmp_path=tmp_path)
+    assert "| dtype | frames | frame chunk | step (s, median) | peak memory (GiB) |" in output
+    assert [(r["frames"], r["frame_chunk"]) for r in data["rows"]] == [(2, 0), (2, 1)]
+    assert all(r["median_s"] > 0 and r["peak_rss"] >= r["rss_after_build"] > 0 for r in data["rows"])

@@ -170,6 +170,13 @@ def test_generate_runs_on_the_imported_model(imported, tmp_path):
 
     video = read_video(out)
     assert (video.num_frames, video.height, video.width) == (8, 32, 32)
+    # C_y's image tower (from the image encoder) conditions the decoder on a raw embedding
+    from PIL import Image
+
+    Image.new("RGB", (24, 20), (200, 60, 40)).save(tmp_path / "photo.png")
+    assert run(["animate-image", str(tmp_path / "photo.png"), "--model", str(imported), "-o",
+                str(tmp_path / "photo.mp4"), "--steps", "2", "--seed", "0", "-q"]) == 0
+    assert read_video(tmp_path / "photo.mp4").num_frames == 8
 
 
 def test_import_refuses_what_it_cannot_do(karlo, imported, tmp_path, capsys):
