@@ -257,3 +257,34 @@ def test_imported_model_trains_motion_under_fsdp2(imported, tmp_path):
     before, after = (hub.load_component(f, "decoder").state_dict() for f in (imported, two))
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all("temporal" in k or k.startswith("fps_embed.") for k in changed)
+
+
+class _Payload:
+    """What plain pickle would run on load; torch's weights-only loader must refuse it."""
+
+    def __reduce__(self):
+        return (print, ("code ran",))
+
+
+def test_bin_weights_load_through_the_weights_only_loader(karlo, imported, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from mav.models.unet import is_temporal_parameter
+
+    folder, variations = karlo
+    source = tmp_path / "karlo-bin"
+    shutil.copytree(folder, source)
+    weights = source / "decoder" / "diffusion_pytorch_model.safetensors"
+    torch.save(load_file(weights), source / "decoder" / "diffusion_pytorch_model.bin")
+    weights.unlink()
+    out = tmp_path / "from-bin"
+    assert run(["import", str(source), "-o", str(out), "--image-encoder", str(variations), "-q"]) == 0
+    got, want = (hub.load_component(f, "decoder").state_dict() for f in (out, imported))
+    spatial = [k for k in want if not is_temporal_parameter(k) and not k.startswith("fps_embed.")]
+    assert spatial and all(torch.equal(got[k], want[k]) for k in spatial)
+    # a .bin that holds more than tensors is refused, and nothing runs
+    torch.save({"conv_in.weight": _Payload()}, source / "decoder" / "diffusion_pytorch_model.bin")
+    assert run(["import", str(source), "-o", str(tmp_path / "evil"), "--image-encoder", str(variations),
+                "-q"]) == 3
+    captured = capsys.readouterr()
+    assert "code ran" not in captured.out + captured.err and "plain tensors" in captured.err
