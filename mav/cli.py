@@ -124,8 +124,8 @@ def _pipeline(model: Checked, run: Run, quiet: bool, compile_: bool = False, fra
 
     reporter = reporter_for(quiet)
     warning = checks.bf16_warning(run.dtype, run.device)
-    if warning:
-        reporter.message(f"mav: warning: {warning}")
+    if warning:  # a warning is not progress: -q does not hide it
+        print(f"mav: warning: {warning}", file=sys.stderr, flush=True)
     pipe = Pipeline.load(model.folder, offline=model.offline, device=run.device, dtype=run.dtype, reporter=reporter)
     if pipe.skipped:
         reporter.message(f"model has no {', '.join(pipe.skipped)}: skipping those stages")
@@ -204,11 +204,13 @@ def generate(
             _emit(video, paths[s + i], json_out, (time.perf_counter() - start) / len(videos), overwrite)
 
 
-def _servable(model: Checked, run: Run, *, num_frames: int | None, factor: int | None, batch: int = 1) -> None:
-    """Refuse, before the model loads, a factor ↑F was not trained for and base frames that would not fit."""
+def _servable(model: Checked, run: Run, *, num_frames: int | None, factor: int | None, batch: int = 1,
+              base: bool = True) -> None:
+    """Refuse, before the model loads, a factor ↑F was not trained for and (when the mode makes base frames with
+    D^t, `base`) base frames that would not fit."""
     factor = factor or model.defaults.interpolation_factor
     checks.factor_served(factor, model.configs)
-    if _on_cpu(run):
+    if base and _on_cpu(run):
         checks.generation_fits(model.configs, num_frames=num_frames or model.defaults.num_frames, factor=factor,
                                batch=batch, available=checks.available_memory())
 
@@ -281,18 +283,18 @@ def interpolate(
                         guidance=guidance_scale, sampler=sampler, device=device, dtype=dtype)
     if last is None:
         checks.at_least("--factor", factor, 2)
-        _input(first, "video", run, image=False, min_frames=2, mode="raising the frame rate")
+        checks.input_media(first, image=False, what="video")  # its frames are read once the factor is known
     else:
         _input(first, "first image", run, video=False)
         _input(last, "last image", run, video=False)
     (path,) = checks.outputs(output or f"{Path(first).stem}-interpolated-{{seed}}.mp4", [run.seed],
                              [Path(first).stem], overwrite)
     checked = _model(model, revision, offline)
-    _servable(checked, run, num_frames=num_frames if last is not None else None, factor=factor)
-    if last is None:  # the result has (n − 1)·k + 1 frames at the video's own size
+    _servable(checked, run, num_frames=num_frames, factor=factor, base=last is not None)
+    if last is None:  # at least 2 frames; the result has (n − 1)·k + 1 frames at the video's own size
         k = factor or checked.defaults.interpolation_factor
-        _input(first, "video", run, image=False, frames_out=lambda n: (n - 1) * k + 1,
-               advice="raise the frame rate of shorter parts")
+        _input(first, "video", run, image=False, min_frames=2, mode="raising the frame rate",
+               frames_out=lambda n: (n - 1) * k + 1, advice="raise the frame rate of shorter parts")
     pipe = _pipeline(checked, run, quiet, compile_, frame_chunk)
     a = _read_input(first)
     b = _read_input(last) if last is not None else None

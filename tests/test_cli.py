@@ -333,3 +333,22 @@ def test_compile_routes_sampling_through_torch_compile(tiny_model, tmp_path, mon
     assert sorted(compiled) == sorted(["DiffusionPrior", *["SpaceTimeUNet"] * 4])
     assert set(called) == {"DiffusionPrior", "SpaceTimeUNet"}
     assert torch.equal(read_video(plain).frames, read_video(fast).frames)
+
+
+def test_bf16_warning_is_not_hidden_by_quiet(tiny_model, tmp_path, capsys, monkeypatch):
+    from mav import checks
+
+    monkeypatch.setattr(checks, "cpu_has_native_bf16", lambda: False)
+    assert mav("generate", "a red circle", "--model", tiny_model, "-o", tmp_path / "a.mp4", "--seed", 1,
+               "--device", "cpu", "--dtype", "bf16", "-q") == 0
+    captured = capsys.readouterr()
+    assert "mav: warning:" in captured.err and captured.out.strip() == str(tmp_path / "a.mp4")
+
+
+def test_interpolate_refuses_a_one_frame_video_before_loading(tiny_model, tmp_path, capsys):
+    from mav.media import Video, save_video
+
+    save_video(Video(torch.zeros(1, 16, 16, 3, dtype=torch.uint8), 8.0), tmp_path / "one.mp4")
+    assert mav("interpolate", tmp_path / "one.mp4", "--factor", 2, "--model", tiny_model, "-o",
+               tmp_path / "x.mp4") == 4
+    assert "needs at least 2" in capsys.readouterr().err and not (tmp_path / "x.mp4").exists()
