@@ -78,7 +78,7 @@ def to_prior_space(image_embed: Tensor, stats: tuple[Tensor, Tensor] | None = No
     """CLIP image embedding → the prior's x0: the unit vector scaled by √D, or, for a prior that carries
     per-dimension statistics (mean, std) as unCLIP's does, the embedding standardised by them."""
     if stats is not None:
-        return (image_embed - stats[0]) / stats[1]
+        return (image_embed - stats[0].to(image_embed)) / stats[1].to(image_embed)
     return image_embed * prior_scale(image_embed.shape[-1])
 
 

@@ -288,3 +288,36 @@ def test_bin_weights_load_through_the_weights_only_loader(karlo, imported, tmp_p
                 "-q"]) == 3
     captured = capsys.readouterr()
     assert "code ran" not in captured.out + captured.err and "plain tensors" in captured.err
+
+
+def test_imported_prior_trains_in_its_standardised_space(imported, tmp_path):
+    """The prior's training target is the embedding standardised by Karlo's fixed statistics, which stay fixed."""
+    model = tmp_path / "m"
+    shutil.copytree(imported, model)
+    assert run(["train", "prior", "--model", str(model), "--data", "shapes", "--steps", "2", "--batch-size", "2",
+                "--warmup", "0", "--lr", "1e-3", "--quiet", "--device", "cpu"]) == 0
+    before, after = (hub.load_component(f, "prior").state_dict() for f in (imported, model))
+    assert torch.equal(before["clip_mean"], after["clip_mean"]) and torch.equal(before["clip_std"], after["clip_std"])
+    assert not torch.equal(before["out.weight"], after["out.weight"])
+    # what the loss diffuses: the raw image embedding standardised by the prior's statistics
+    from mav.conditioning import image_embedding, to_prior_space
+    from mav.train import stages
+
+    seen = {}
+    original = stages._denoise_loss
+
+    def spy(net, schedule, x0, gens, **kwargs):
+        seen["x0"] = x0
+        return original(net, schedule, x0, gens, **kwargs)
+
+    run_ = stages.build_stage("prior", model, "shapes", seed=0, steps=1, batch_size=2)
+    batch = run_.batch_fn(0, range(2))
+    stages._denoise_loss = spy
+    try:
+        run_.loss_fn(run_.model, batch, 0)
+    finally:
+        stages._denoise_loss = original
+    clip = hub.load_component(model, "clip")
+    with torch.no_grad():
+        want = to_prior_space(image_embedding(clip, batch["image"]), run_.model.stats)
+    torch.testing.assert_close(seen["x0"], want)

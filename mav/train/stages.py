@@ -184,8 +184,13 @@ def build_stage(name: str, folder: Path, data: str, *, seed: int, steps: int, ba
     frozen = {"clip": clip} if clip is not None else {}
     defaults = hub.load_index(folder).defaults
     gamma = MIN_SNR_GAMMA.get(name) if options.min_snr_gamma is None else options.min_snr_gamma or None
+    stats = None
+    if getattr(config, "embedding_stats", False):  # unCLIP's prior: its space is standardised by fixed statistics
+        stats = tuple(p.detach().clone() for p in model.stats)
+        model.clip_mean.requires_grad_(False)
+        model.clip_std.requires_grad_(False)
     loss = LOSSES[spec.name](schedule=schedule, clip=clip, seed=seed, config=config, gamma=gamma,
-                             factor=defaults.interpolation_factor)
+                             factor=defaults.interpolation_factor, stats=stats)
     groups = None
     if spec.name in ("decoder-image", "decoder-video"):
         video = [p for n, p in model.named_parameters() if is_video_parameter(n)]
@@ -329,7 +334,7 @@ def _denoise_loss(model, schedule, x0: Tensor, gens, *, mask: Tensor | None = No
     return schedule.training_loss(out.float(), x0, noise, t, mask=mask, min_snr_gamma=min_snr_gamma)
 
 
-def _prior_loss(*, schedule, clip, seed, config, gamma=None, **_):
+def _prior_loss(*, schedule, clip, seed, config, gamma=None, stats=None, **_):
     empty = _EmptyPrompt(clip)
 
     def loss_fn(model, batch, step):
@@ -340,7 +345,7 @@ def _prior_loss(*, schedule, clip, seed, config, gamma=None, **_):
         keep = (draw_uniform(gens) >= CFG_DROPOUT).to(device)
         tokens, pooled, mask = _drop(_text(clip, batch["caption"], device), empty(len(gens), device),
                                      keep)
-        return _denoise_loss(model, schedule, to_prior_space(embed), gens, text_tokens=tokens, text_embed=pooled,
+        return _denoise_loss(model, schedule, to_prior_space(embed, stats), gens, text_tokens=tokens, text_embed=pooled,
                              text_mask=mask, min_snr_gamma=gamma)
     return loss_fn
 
