@@ -232,6 +232,8 @@ def test_mav_eval_stage_gates_every_stage_against_its_baseline(tiny_model, capsy
         assert sr["baselines"]["psnr_db"] > 15 and math.isfinite(sr["figures"]["psnr_db"])
         assert math.isfinite(sr["figures"]["x0_psnr_db"]) and not sr["passed"]
     assert gates["interpolator"]["baselines"]["psnr_db"] > 15
+    inter = gates["interpolator"]  # ↑F's x̂0 from the keys alone, beside the blend of the same scenes
+    assert math.isfinite(inter["figures"]["x0_psnr_db"]) and inter["baselines"]["x0_psnr_db"] > 15
     assert gates["decoder-image"]["baselines"]["shape"] == pytest.approx(1 / 3)
     assert set(gates["decoder-image"]["figures"]) == {*ATTRIBUTES, *(f"{a} via P" for a in ATTRIBUTES)}
     # P is judged in CLIP space, so its gate means something before any decoder is trained
