@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mav import files, hub
+from mav import checks, files, hub
 from mav.config import ClipConfig, Defaults, ModelIndex, UNetConfig
 from mav.convert import IMAGE_ENCODER
 from mav.errors import MediaError, ModelError, UsageError
@@ -123,7 +123,7 @@ def read_weights(folder: Path) -> dict[str, Tensor]:
                 raise ModelError(f"{path} is corrupt, truncated or not safetensors ({err})") from None
             except Exception as err:  # noqa: BLE001 - the weights-only unpickler raises several kinds
                 raise ModelError(f"{path} could not be read as plain tensors ({type(err).__name__}: "
-                                 f"{str(err).splitlines()[0] if str(err) else ''})") from None
+                                 f"{checks.first_line(err)})") from None
         return state
     raise ModelError(f"{folder} has no weights ({' or '.join(WEIGHT_FILES[:2])})")
 
@@ -243,10 +243,10 @@ def convert_super_res(folder: Path, low_res_size: int, num_frames: int) -> torch
 
 def convert(folder: Path, image_folder: Path, options: ImportOptions,
             progress: Callable[[str], None] = lambda message: None) -> tuple[ModelIndex, dict[str, Any]]:
-    """Every component of the mav model, converted and inflated (float32), with its model index."""
+    """Every component of the mav model, converted and inflated (float32), with its model index; `folder` is one
+    `check_pipeline` accepted."""
     from mav.train.stages import interpolator_from_decoder
 
-    check_pipeline(folder)
     modules: dict[str, Any] = {}
     progress("CLIP (text and image towers)")
     modules["clip"] = convert_clip(folder, image_folder)
@@ -305,11 +305,7 @@ def import_unclip(source: str, output: str | Path, options: ImportOptions = Impo
     `overwrite`."""
     if options.dtype not in DTYPES:
         raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, got {options.dtype!r}")
-    output = Path(output).expanduser()
-    if output.exists() and not output.is_dir():
-        raise MediaError(f"{output} exists and is not a folder")
-    if output.is_dir() and any(output.iterdir()) and not overwrite:
-        raise MediaError(f"{output} exists and is not empty; pass --overwrite to replace it")
+    output = checks.model_output(output, overwrite)
     folder = source_folder(source, options)
     check_pipeline(folder)
     image_folder = image_encoder_folder(options.image_encoder, options)
