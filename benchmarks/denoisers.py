@@ -33,8 +33,9 @@ import torch
 from torch import Tensor, nn
 
 from benchmarks.harness import autocast, note
-from mav.config import UNetConfig, preset
+from mav.config import UNetConfig
 from mav.models.unet import SpaceTimeUNet
+from mav.presets import preset
 
 CONTEXT_TOKENS = 16  # the presets' CLIP context length
 

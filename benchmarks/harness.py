@@ -162,9 +162,9 @@ def pipeline_model(name: str, override: str | None, scratch: Path) -> tuple[str 
     if override is not None:
         return override, override
     if name == "tiny":
-        from mav import hub
+        from mav import saving
 
-        return str(hub.init_model(scratch / "tiny", "tiny", seed=0)), "tiny (random weights)"
+        return str(saving.init_model(scratch / "tiny", "tiny", seed=0)), "tiny (random weights)"
     if name == "shapes":
         return None, "shapes (embedded default)"
     raise SystemExit(f"--config {name} has no model folder to run the pipeline on; pass --model FOLDER")

@@ -34,9 +34,12 @@ STAGE_BATCH = {"clip": 64, "prior": 64, "decoder-image": 32, "decoder-video": 8,
 
 def fresh_model(folder: Path, tree: Path, preset: str) -> None:
     """A fresh folder of `preset` whose history says every stage ran, so any stage may start (`tree`'s mav)."""
-    code = ("import sys; from pathlib import Path; from mav import hub; from mav.train import stages; "
-            f"f = Path({str(folder)!r}); hub.init_model(f, {preset!r}, seed=0); "
-            "[stages.record_history(f, stages.STAGE_SPECS[s].component, {'stage': s, 'steps': 0}) for s in stages.ORDER]")
+    code = ("from pathlib import Path\nfrom mav.train import stages\n"
+            "try:\n    from mav.saving import init_model\n"
+            "except ImportError:  # a tree from before mav.hub was split\n    from mav.hub import init_model\n"
+            f"f = Path({str(folder)!r})\ninit_model(f, {preset!r}, seed=0)\n"
+            "for s in stages.ORDER:\n"
+            "    stages.record_history(f, stages.STAGE_SPECS[s].component, {'stage': s, 'steps': 0})\n")
     # run outside any checkout: `python -c` puts the working folder first on sys.path, ahead of PYTHONPATH
     subprocess.run([sys.executable, "-c", code], check=True, cwd=folder.parent, env=_env(tree, threads=None))
 

@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_pipeline": ("mav.pipeline", "load_pipeline"),
     "Pipeline": ("mav.pipeline", "Pipeline"),
-    "save_video": ("mav.media", "save_video"),
+    "save_video": ("mav.media_write", "save_video"),
     "read_video": ("mav.media", "read_video"),
     "read_image": ("mav.media", "read_image"),
     "Video": ("mav.media", "Video"),

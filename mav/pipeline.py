@@ -3,8 +3,9 @@
     video = SR_h ∘ SR^t_l ∘ ↑F ∘ D^t ∘ P (x̂, C_x(x))
 
 Each stage is an object of `mav.cascade` that owns its denoiser, schedule, conditioning and sampling call; each
-mode prepares its inputs, then runs the tail of the cascade it shares with the others. A model folder without some
-component still runs the stages it has, and says which it skipped.
+mode prepares its inputs, then runs the tail of the cascade it shares with the others (`mav.cascade.cascade`,
+which holds the loaded stages). A model folder without some component still runs the stages it has, and says
+which it skipped.
 """
 
 from __future__ import annotations
@@ -14,177 +15,48 @@ from pathlib import Path
 
 import torch
 from einops import rearrange, repeat
-from torch import Tensor, nn
+from torch import Tensor
 
 from mav import checks
-from mav.cascade import STAGE_CLASSES, Decoder, Interpolator, Prior, Runtime, SRHigh, SRLow
-from mav.conditioning import Text, image_embedding, mean_embedding, resize_frames
-from mav.config import COMPONENTS, ModelIndex
+from mav.cascade.cascade import Cascade
+from mav.conditioning import Text, mean_embedding, resize_frames
+from mav.device import free_memory, resolve_device, resolve_dtype
 from mav.diffusion.noise import generators
-from mav.errors import ModelError, UsageError
+from mav.errors import ModelError
 from mav.media import Video, center_crop_square
 from mav.progress import Reporter
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """`auto` picks CUDA when available; asking for CUDA without a GPU is a usage error, not a silent fallback."""
-    checks.device_name(name)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise UsageError(f"--device {name} was asked for, but no CUDA GPU is available; use --device cpu")
-    index = int(name.split(":")[1]) if ":" in name else 0
-    if index >= torch.cuda.device_count():
-        raise UsageError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
-    return torch.device("cuda", index)
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    return DTYPES[checks.dtype_name(name, device.type)]
-
-
-def _runtime(name: str, doc: str) -> property:
-    """A Pipeline attribute that lives on the Runtime its stages share, so that setting it reaches them all."""
-    return property(lambda self: getattr(self.runtime, name), lambda self, v: setattr(self.runtime, name, v),
-                    doc=doc)
-
-
-class Pipeline:
+class Pipeline(Cascade):
     """Loads a model folder once and runs any of the six modes on it."""
-
-    device = _runtime("device", "Where the stages run.")
-    dtype = _runtime("dtype", "What the stages compute in (autocast below fp32).")
-    reporter = _runtime("reporter", "Where the stages report their progress.")
-    sampler = _runtime("sampler", "The sampler every stage uses (`configure`).")
-    timings = _runtime("timings", "Seconds each stage sampled for in the last call (stage → seconds).")
-
-    def __init__(self, folder: Path, index: ModelIndex, models: dict[str, nn.Module], device: torch.device,
-                 dtype: torch.dtype = torch.float32, reporter: Reporter | None = None) -> None:
-        self.folder, self.index, self.models = folder, index, models
-        self.defaults = index.defaults
-        self.skipped = [c for c in COMPONENTS if c not in models]
-        self.runtime = Runtime(device, dtype, reporter or Reporter(), index.defaults.sampler)
-        # The cascade's stages, by component; a stage the folder lacks is None.
-        self.stages = {name: stage(models[name], self.runtime) for name, stage in STAGE_CLASSES.items() if name in models}
-        self.prior: Prior | None = self.stages.get("prior")
-        self.decoder: Decoder | None = self.stages.get("decoder")
-        self.interpolator: Interpolator | None = self.stages.get("interpolator")
-        self.sr_low: SRLow | None = self.stages.get("sr_low")
-        self.sr_high: SRHigh | None = self.stages.get("sr_high")
-        self._check_compatible()
 
     @classmethod
     def load(cls, spec: str | Path | None = None, *, revision: str | None = None, offline: bool = False,
              device: str = "auto", dtype: str = "fp32", cache_dir: str | None = None,
              reporter: Reporter | None = None) -> Pipeline:
         """Resolve a registry name, folder or hub id, and load every component the folder has."""
-        from mav import hub
+        from mav import hub, loading
 
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
         folder = hub.resolve_model(None if spec is None else str(spec), revision=revision, offline=offline,
                                    cache_dir=cache_dir)
-        index = hub.load_index(folder)
+        index = loading.load_index(folder)
         # Components the index lists must load (a missing file is an error); unlisted ones are skipped stages.
-        models = {c: hub.load_component(folder, c, device=dev, offline=offline) for c in index.components}
+        models = {c: loading.load_component(folder, c, device=dev, offline=offline) for c in index.components}
         return cls(folder, index, models, dev, dt, reporter)
-
-    def _check_compatible(self) -> None:
-        clip = self.models.get("clip")
-        if clip is None:
-            return
-        for name in ("decoder", "interpolator"):
-            m = self.models.get(name)
-            if m is not None and m.config.image_embed_dim not in (0, clip.embed_dim):
-                raise ModelError(f"{name} expects CLIP embeddings of width {m.config.image_embed_dim}, "
-                                 f"but the model's CLIP gives {clip.embed_dim}")
-        prior = self.models.get("prior")
-        if prior is not None and prior.config.embed_dim != clip.embed_dim:
-            raise ModelError(f"prior predicts embeddings of width {prior.config.embed_dim}, "
-                             f"but the model's CLIP gives {clip.embed_dim}")
-
-    @property
-    def configs(self) -> dict:
-        """Each loaded component's config, by component."""
-        return {name: m.config for name, m in self.models.items()}
 
     def _check_request(self, *, num_frames: int, factor: int, batch: int) -> None:
         """The checks the CLI makes from the configs before loading (`mav.checks`), made again here for the
         Python API, with this device's free memory."""
         checks.factor_served(factor, self.configs)
         checks.generation_fits(self.configs, num_frames=num_frames, factor=factor, batch=batch,
-                               available=self._free_memory())
-
-    def _free_memory(self) -> int | None:
-        return torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else checks.available_memory()
+                               available=free_memory(self.device))
 
     def _check_result_fits(self, original: Tensor, frames: int, advice: str) -> None:
         """A result of `frames` frames at the size of the loaded input `original` (1 3 f s s) must fit in memory."""
-        checks.frames_fit("the video", frames, original.shape[-1], original.shape[-2], self._free_memory(), advice)
-
-    def _require(self, *names: str) -> None:
-        missing = [n for n in names if n not in self.models]
-        if missing:
-            raise ModelError(f"this mode needs the model's {', '.join(missing)}, which {self.folder} does not have")
-
-    # ----------------------------------------------------------------------------------------------------------
-    # C_x and C_y: the frozen CLIP encoders
-
-    @torch.no_grad()
-    def encode_text(self, prompts: Sequence[str]) -> Text:
-        """C_x: tokens and embeddings of the prompts."""
-        self._require("clip")
-        clip = self.models["clip"]
-        ids = clip.tokenize(list(prompts)).to(self.device)
-        with self.runtime.autocast():
-            tokens, pooled, mask = clip.encode_text(ids)
-        return Text(tokens.float(), pooled.float(), mask)
-
-    @torch.no_grad()
-    def encode_images(self, images: Tensor) -> Tensor:
-        """C_y: CLIP image embeddings of b c h w images in [-1, 1] (`conditioning.image_embedding`)."""
-        self._require("clip")
-        with self.runtime.autocast():
-            return image_embedding(self.models["clip"], images.to(self.device))
-
-    # ----------------------------------------------------------------------------------------------------------
-    # The shared tail: ↑F → SR^t_l → SR_h
-
-    def steps_for(self, stage: str, steps: int | dict | None) -> int:
-        """Sampling steps for a stage: an int for all stages, a {stage: n} dict, or None for the model's default."""
-        if isinstance(steps, dict):
-            return int(steps.get(stage, self.defaults.steps[stage]))
-        return int(steps) if steps is not None else int(self.defaults.steps[stage])
-
-    def guidance_for(self, stage: str, guidance: float | dict | None) -> float:
-        """Guidance scale for a stage: a float sets P and D^t, a {stage: g} dict any stage, None the defaults."""
-        if isinstance(guidance, dict):
-            return float(guidance.get(stage, self.defaults.guidance[stage]))
-        # One number sets the text-following stages; the masked and SR stages keep their own defaults.
-        if guidance is not None and stage in ("prior", "decoder"):
-            return float(guidance)
-        return float(self.defaults.guidance[stage])
-
-    def _tail(self, video: Tensor, fps: float, gens: Sequence[torch.Generator], *, embed: Tensor | None,
-              text: Text | None, factor: int, until: str, steps, guidance, stages=("interpolator", "sr_low",
-                                                                                    "sr_high"),
-              max_size: int | None = None) -> tuple[Tensor, float]:
-        """Run ↑F, SR^t_l and SR_h (those present, requested and not past `until`) on a base-resolution video."""
-        last = checks.UNTIL_STAGES.index(until)
-        if "interpolator" in stages and factor > 1 and last >= 1 and self.interpolator is not None:
-            video, fps = self.interpolator.interpolate(video, factor, fps=fps, embed=embed, text=text, gens=gens,
-                                                       steps=self.steps_for("interpolator", steps),
-                                                       guidance=self.guidance_for("interpolator", guidance))
-        # An SR stage runs only when it makes the video larger (and, with max_size, not past that size).
-        if "sr_low" in stages and last >= 2 and self.sr_low is not None and self.sr_low.grows(video, max_size):
-            video = self.sr_low.sample(video, gens, fps=fps, steps=self.steps_for("sr_low", steps))
-        if "sr_high" in stages and last >= 3 and self.sr_high is not None and self.sr_high.grows(video, max_size):
-            video = self.sr_high.sample(video, gens, steps=self.steps_for("sr_high", steps))
-        return video, fps
+        checks.frames_fit("the video", frames, original.shape[-1], original.shape[-2], free_memory(self.device),
+                          advice)
 
     def _videos(self, video: Tensor, fps: float, meta: list[dict]) -> list[Video]:
         out = []
@@ -198,36 +70,6 @@ class Pipeline:
         self.timings = {}
         seeds = checks.prompt_seeds(checks.seed(seed), n)
         return seeds, generators(seeds)
-
-    def compile(self) -> Pipeline:
-        """Run the prior and the UNets through `torch.compile` from now on (the first call of each shape compiles,
-        which takes minutes on a CPU; later calls are faster). The loaded modules stay as they are."""
-        for stage in self.stages.values():
-            stage.compile()
-        return self
-
-    def frame_chunk(self, size: int) -> Pipeline:
-        """Run the spatial layers of every UNet `size` frames at a time (0: all): less memory, the same videos
-        (`SpaceTimeUNet.frame_chunk`)."""
-        for stage in self.stages.values():
-            if hasattr(stage.model, "frame_chunk"):
-                stage.model.frame_chunk = size
-        return self
-
-    def configure(self, *, sampler: str | None = None, eta: float | None = None) -> Pipeline:
-        """Choose the sampler (ddim | ddpm | dpmpp) and DDIM's eta for later calls."""
-        if checks.sampler(sampler) is not None:
-            self.sampler = sampler
-        if eta is not None:
-            if not 0.0 <= eta <= 1.0:
-                raise UsageError(f"eta must be in 0…1, got {eta}")
-            self.runtime.eta = eta
-        return self
-
-    def _text_or_empty(self, prompt: str | None, b: int) -> Text | None:
-        if "clip" not in self.models:
-            return None
-        return self.encode_text([prompt or ""] * b)
 
     def _load_frames(self, source: Video | str | Path) -> tuple[Tensor, float]:
         """A video or image path (or a Video) → 1 3 f s s in [-1, 1] (centre-cropped square) and its fps."""

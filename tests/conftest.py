@@ -13,10 +13,10 @@ import torch
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
-    from mav import hub
+    from mav import saving
 
     folder = tmp_path_factory.mktemp("models") / "tiny"
-    hub.init_model(folder, "tiny", seed=0)
+    saving.init_model(folder, "tiny", seed=0)
     return folder
 
 
@@ -35,7 +35,8 @@ def media(tmp_path_factory):
     """clip.mp4 (8 frames, 32×32, 8 fps), a.png and b.png (non-square)."""
     from PIL import Image
 
-    from mav.media import Video, save_video
+    from mav.media import Video
+    from mav.media_write import save_video
 
     folder = tmp_path_factory.mktemp("media")
     save_video(Video(_frames(8, 32, 32), 8.0), folder / "clip.mp4")

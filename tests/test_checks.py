@@ -53,7 +53,8 @@ def world(tmp_path, tiny_model, media):
     shutil.copytree(tiny_model, tmp_path / "truncated")
     weights = tmp_path / "truncated" / "decoder" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-64])
-    from mav.media import Video, read_video, save_video
+    from mav.media import Video, read_video
+    from mav.media_write import save_video
 
     save_video(Video(read_video(media / "clip.mp4").frames[:1], 8.0), tmp_path / "one-frame.mp4")
     return tmp_path
@@ -159,18 +160,18 @@ def test_inputs_are_told_apart_by_their_header(tmp_path, media):
 
 
 def test_bf16_warning_only_where_bf16_is_emulated(monkeypatch):
-    monkeypatch.setattr(checks, "may_have_cuda", lambda: False)
-    monkeypatch.setattr(checks, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(checks.options, "may_have_cuda", lambda: False)
+    monkeypatch.setattr(checks.options, "cpu_has_native_bf16", lambda: False)
     assert "slower than fp32" in checks.bf16_warning("bf16", "cpu")
     assert checks.bf16_warning("bf16", "cuda") is None and checks.bf16_warning("fp32", "cpu") is None
-    monkeypatch.setattr(checks, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(checks.options, "cpu_has_native_bf16", lambda: True)
     assert checks.bf16_warning("bf16", "auto") is None
 
 
 def test_memory_estimate_grows_with_frames_and_refuses_only_what_does_not_fit(tiny_model):
-    from mav import hub
+    from mav import loading
 
-    configs = hub.check_model(tiny_model)
+    configs = loading.check_model(tiny_model)
     small = checks.unet_bytes(configs["decoder"], 8, 2)
     assert checks.unet_bytes(configs["decoder"], 16, 2) > 2 * small > 0
     checks.generation_fits(configs, num_frames=8, factor=2, batch=1, available=2**30)

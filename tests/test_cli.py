@@ -336,9 +336,9 @@ def test_compile_routes_sampling_through_torch_compile(tiny_model, tmp_path, mon
 
 
 def test_bf16_warning_is_not_hidden_by_quiet(tiny_model, tmp_path, capsys, monkeypatch):
-    from mav import checks
+    from mav.checks import options
 
-    monkeypatch.setattr(checks, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(options, "cpu_has_native_bf16", lambda: False)
     assert mav("generate", "a red circle", "--model", tiny_model, "-o", tmp_path / "a.mp4", "--seed", 1,
                "--device", "cpu", "--dtype", "bf16", "-q") == 0
     captured = capsys.readouterr()
@@ -346,7 +346,8 @@ def test_bf16_warning_is_not_hidden_by_quiet(tiny_model, tmp_path, capsys, monke
 
 
 def test_interpolate_refuses_a_one_frame_video_before_loading(tiny_model, tmp_path, capsys):
-    from mav.media import Video, save_video
+    from mav.media import Video
+    from mav.media_write import save_video
 
     save_video(Video(torch.zeros(1, 16, 16, 3, dtype=torch.uint8), 8.0), tmp_path / "one.mp4")
     assert mav("interpolate", tmp_path / "one.mp4", "--factor", 2, "--model", tiny_model, "-o",

@@ -9,9 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mav.config import ClipConfig, tiny_clip_cfg
+from mav.config import ClipConfig
 from mav.errors import ModelError
 from mav.models.clip import ClipModel
+from mav.presets import tiny_clip_cfg
 
 SOT, EOT = 49406, 49407
 

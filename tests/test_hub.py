@@ -17,9 +17,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from mav import hub
-from mav.config import COMPONENTS, ClipConfig, ModelIndex, Preset, UNetConfig, preset
+from mav import hub, loading, saving
+from mav.config import COMPONENTS, ClipConfig, ModelIndex, UNetConfig
 from mav.errors import MediaError, ModelError, UsageError
+from mav.presets import Preset, preset
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 SHA2 = "fedcba9876543210fedcba9876543210fedcba98"
@@ -56,7 +57,7 @@ def toy_models(monkeypatch):
 def toy_folder(tmp_path, toy_models):
     torch.manual_seed(0)
     module = Toy(UNetConfig(widths=(8, 16))).eval()
-    folder = hub.save_model(tmp_path / "toy", ModelIndex(components=("decoder", "sr_high")), {"decoder": module})
+    folder = saving.save_model(tmp_path / "toy", ModelIndex(components=("decoder", "sr_high")), {"decoder": module})
     return folder, module
 
 
@@ -71,18 +72,18 @@ def rewrite_weights(folder: Path, edit) -> Path:
 def test_toy_round_trip_is_exact_and_materialises_unsaved_buffers(toy_folder):
     folder, saved = toy_folder
     assert sorted(p.name for p in (folder / "decoder").iterdir()) == ["config.json", "model.safetensors"]
-    loaded = hub.load_component(folder, "decoder")
+    loaded = loading.load_component(folder, "decoder")
     x = torch.randn(5, 3)
     assert torch.equal(loaded(x), saved(x))
     assert torch.equal(loaded.freqs, torch.arange(8.0)) and not loaded.freqs.is_meta
     assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
     assert loaded.config == saved.config
-    wide = hub.load_component(folder, "decoder", dtype=torch.float64)
+    wide = loading.load_component(folder, "decoder", dtype=torch.float64)
     assert wide.proj.weight.dtype == torch.float64 and wide.freqs.dtype == torch.float64
 
 
 def test_parameters_are_built_on_meta_and_buffers_are_real():
-    with hub._parameters_on_meta():
+    with loading._parameters_on_meta():
         module = Toy(UNetConfig(widths=(4, 8)))
     assert all(p.is_meta for p in module.parameters())
     assert torch.equal(module.freqs, torch.arange(4.0)) and torch.equal(module.scale, torch.full((4,), 2.0))
@@ -95,15 +96,15 @@ def test_hostile_config_is_refused_from_the_header_before_anything_is_allocated(
     config = json.loads(path.read_text())
     path.write_text(json.dumps(dict(config, widths=[4_000_000_000, 16])))  # 48 GB of weights if it were built
     with pytest.raises(ModelError, match=r"does not match its config\.json: .*check config field widths$"):
-        hub.load_component(folder, "decoder")
+        loading.load_component(folder, "decoder")
 
 
 def test_truncated_weights_are_found_from_the_header_without_torch(toy_folder):
     folder, _ = toy_folder
     path = folder / "decoder" / "model.safetensors"
     os.truncate(path, path.stat().st_size - 8)
-    code = ("import sys; from mav import hub; from mav.errors import ModelError\n"
-            f"try: hub.check_model({str(folder)!r})\n"
+    code = ("import sys; from mav import loading; from mav.errors import ModelError\n"
+            f"try: loading.check_model({str(folder)!r})\n"
             "except ModelError as e: print(e)\n"
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -114,7 +115,7 @@ def test_meta_parameters_are_scoped_to_the_loading_thread():
     import threading
 
     built = {}
-    with hub._parameters_on_meta():
+    with loading._parameters_on_meta():
         worker = threading.Thread(target=lambda: built.setdefault("other", nn.Linear(2, 2)))
         worker.start()
         worker.join()
@@ -126,7 +127,7 @@ def test_save_is_atomic_and_handles_shared_storage(tmp_path, toy_models):
     module = Toy(UNetConfig(widths=(4, 8)))
     module.tied = nn.Linear(3, 4)
     module.tied.weight = module.proj.weight  # shared storage, which safetensors refuses unless cloned
-    hub.save_component(tmp_path, "decoder", module)
+    saving.save_component(tmp_path, "decoder", module)
     tensors = load_file(tmp_path / "decoder" / "model.safetensors")
     assert torch.equal(tensors["tied.weight"], tensors["proj.weight"])
     assert [p.name for p in (tmp_path / "decoder").iterdir() if p.name.startswith(".")] == []
@@ -134,8 +135,8 @@ def test_save_is_atomic_and_handles_shared_storage(tmp_path, toy_models):
 
 def test_available_components_and_model_info(toy_folder):
     folder, module = toy_folder
-    assert hub.available_components(folder) == ["decoder"]
-    info = hub.model_info(folder)
+    assert loading.available_components(folder) == ["decoder"]
+    info = loading.model_info(folder)
     assert list(info["components"]) == ["decoder"] and info["skipped"] == ["sr_high"]
     assert info["components"]["decoder"]["parameters"] == sum(t.numel() for t in module.state_dict().values())
     assert list(info["components"]["decoder"]["config"]["widths"]) == [8, 16]
@@ -146,14 +147,14 @@ def test_missing_config_names_the_file(toy_folder):
     folder, _ = toy_folder
     (folder / "decoder" / "config.json").unlink()
     with pytest.raises(ModelError, match=r"decoder/config\.json is missing"):
-        hub.load_component(folder, "decoder")
+        loading.load_component(folder, "decoder")
 
 
 def test_bad_config_json_names_the_file(toy_folder):
     folder, _ = toy_folder
     (folder / "decoder" / "config.json").write_text("{not json")
     with pytest.raises(ModelError, match=r"decoder/config\.json is not readable JSON"):
-        hub.load_component(folder, "decoder")
+        loading.load_component(folder, "decoder")
 
 
 def test_pickle_weights_are_refused(toy_folder):
@@ -161,14 +162,14 @@ def test_pickle_weights_are_refused(toy_folder):
     (folder / "decoder" / "model.safetensors").unlink()
     torch.save(module.state_dict(), folder / "decoder" / "model.bin")
     with pytest.raises(ModelError, match=r"found model\.bin instead, but only safetensors are read"):
-        hub.load_component(folder, "decoder")
+        loading.load_component(folder, "decoder")
 
 
 def test_missing_weights_file(toy_folder):
     folder, _ = toy_folder
     (folder / "decoder" / "model.safetensors").unlink()
     with pytest.raises(ModelError, match=r"decoder/model\.safetensors is missing"):
-        hub.load_component(folder, "decoder")
+        loading.load_component(folder, "decoder")
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
@@ -179,16 +180,16 @@ def test_corrupt_safetensors_names_the_file(toy_folder, damage):
     path.write_bytes({"garbage": b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header!!}" + data[40:],
                       "truncated": data[: len(data) - 7], "empty": b""}[damage])
     with pytest.raises(ModelError, match=r"decoder/model\.safetensors is corrupt"):
-        hub.load_component(folder, "decoder")
+        loading.load_component(folder, "decoder")
     with pytest.raises(ModelError, match=r"decoder/model\.safetensors is corrupt"):
-        hub.model_info(folder)
+        loading.model_info(folder)
 
 
 def test_missing_tensor_is_named_with_its_shape(toy_folder):
     folder, _ = toy_folder
     rewrite_weights(folder, lambda t: t.pop("proj.bias"))
     with pytest.raises(ModelError, match=r"missing 1: proj\.bias \[8\]") as err:
-        hub.load_component(folder, "decoder")
+        loading.load_component(folder, "decoder")
     assert "unexpected" not in str(err.value) and "mis-shaped" not in str(err.value)
 
 
@@ -196,7 +197,7 @@ def test_unexpected_tensor_is_named(toy_folder):
     folder, _ = toy_folder
     rewrite_weights(folder, lambda t: t.update({"extra.weight": torch.zeros(2, 2)}))
     with pytest.raises(ModelError, match=r"unexpected 1: extra\.weight \[2, 2\]"):
-        hub.load_component(folder, "decoder")
+        loading.load_component(folder, "decoder")
 
 
 def test_misshaped_tensor_shows_both_shapes(toy_folder):
@@ -204,27 +205,27 @@ def test_misshaped_tensor_shows_both_shapes(toy_folder):
     rewrite_weights(folder, lambda t: t.update({"proj.weight": torch.zeros(4, 3)}))
     with pytest.raises(ModelError, match=r"mis-shaped 1: proj\.weight \(file \[4, 3\], config \[8, 3\]\).*"
                                          r"check config fields? widths"):
-        hub.load_component(folder, "decoder")
+        loading.load_component(folder, "decoder")
 
 
 def test_many_bad_keys_are_abbreviated(toy_folder):
     folder, _ = toy_folder
     rewrite_weights(folder, lambda t: t.update({f"extra{i}": torch.zeros(1) for i in range(9)}))
     with pytest.raises(ModelError, match=r"unexpected 9: .*… and 4 more"):
-        hub.load_component(folder, "decoder")
+        loading.load_component(folder, "decoder")
 
 
 def test_load_index_errors(tmp_path):
     with pytest.raises(ModelError, match="does not exist"):
-        hub.load_index(tmp_path / "nope")
+        loading.load_index(tmp_path / "nope")
     with pytest.raises(ModelError, match="model_index.json is missing"):
-        hub.load_index(tmp_path)
+        loading.load_index(tmp_path)
     (tmp_path / "model_index.json").write_text("[1, 2]")
     with pytest.raises(ModelError, match="must hold a JSON object"):
-        hub.load_index(tmp_path)
+        loading.load_index(tmp_path)
     (tmp_path / "model_index.json").write_text(json.dumps({"format_version": 1}))
     with pytest.raises(ModelError, match="model_index.json is invalid"):
-        hub.load_index(tmp_path)
+        loading.load_index(tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -294,7 +295,7 @@ def test_hub_id_resolves_offline_from_the_cache(toy_folder, tmp_path):
     snap = hub.resolve_model("acme/tiny-mav", offline=True, cache_dir=tmp_path / "cache")
     assert snap == root / "snapshots" / SHA
     x = torch.randn(2, 3)
-    assert torch.equal(hub.load_component(snap, "decoder")(x), saved(x))
+    assert torch.equal(loading.load_component(snap, "decoder")(x), saved(x))
     # A commit pinned in the id or with revision= needs no refs/ entry.
     assert hub.resolve_model(f"acme/tiny-mav@{SHA2}", offline=True, cache_dir=tmp_path / "cache") == \
         root / "snapshots" / SHA2
@@ -383,15 +384,15 @@ def outputs(component: str, module: nn.Module) -> list[torch.Tensor]:
 def tiny_model(tmp_path_factory):
     pytest.importorskip("mav.models.clip")
     folder = tmp_path_factory.mktemp("init") / "tiny"
-    assert hub.init_model(folder, "tiny", seed=0) == folder
+    assert saving.init_model(folder, "tiny", seed=0) == folder
     return folder
 
 
 def test_init_model_writes_every_component(tiny_model):
-    assert hub.available_components(tiny_model) == list(COMPONENTS)
-    info = hub.model_info(tiny_model)
+    assert loading.available_components(tiny_model) == list(COMPONENTS)
+    info = loading.model_info(tiny_model)
     assert info["skipped"] == [] and all(info["components"][c]["parameters"] > 0 for c in COMPONENTS)
-    assert hub.load_index(tiny_model).defaults == preset("tiny").defaults
+    assert loading.load_index(tiny_model).defaults == preset("tiny").defaults
     assert not [p for p in tiny_model.parent.iterdir() if p.name.startswith(".")]
 
 
@@ -404,8 +405,8 @@ def test_tiny_round_trip_gives_identical_outputs(component, tmp_path):
     # requires_grad as a loaded module has it: torch picks another attention kernel for trainable weights,
     # which changes open_clip's outputs in the last bits.
     module = build_component(component, preset("tiny").components[component]).eval().requires_grad_(False)
-    hub.save_component(tmp_path, component, module)
-    loaded = hub.load_component(tmp_path, component)
+    saving.save_component(tmp_path, component, module)
+    loaded = loading.load_component(tmp_path, component)
     assert type(loaded) is type(module) and loaded.config == module.config
     for a, b in zip(outputs(component, module), outputs(component, loaded), strict=True):
         assert torch.equal(a, b)
@@ -418,8 +419,8 @@ def test_tiny_round_trip_gives_identical_outputs(component, tmp_path):
 
 def test_init_model_is_deterministic_by_seed(tiny_model, tmp_path):
     state = torch.get_rng_state()
-    again = hub.init_model(tmp_path / "again", "tiny", seed=0)
-    other = hub.init_model(tmp_path / "other", "tiny", seed=1)
+    again = saving.init_model(tmp_path / "again", "tiny", seed=0)
+    other = saving.init_model(tmp_path / "other", "tiny", seed=1)
     assert torch.equal(torch.get_rng_state(), state)  # the caller's random stream is untouched
     for component in COMPONENTS:
         a, b, c = (load_file(f / component / "model.safetensors") for f in (tiny_model, again, other))
@@ -432,20 +433,20 @@ def test_init_model_refuses_to_overwrite(tmp_path, toy_models):
     target.mkdir()
     (target / "keep.txt").write_text("mine")
     with pytest.raises(MediaError, match="not empty; pass --overwrite") as err:
-        hub.init_model(target, "tiny")
+        saving.init_model(target, "tiny")
     assert err.value.exit_code == 4 and [p.name for p in target.iterdir()] == ["keep.txt"]
     with pytest.raises(UsageError, match="unknown preset"):
-        hub.init_model(tmp_path / "x", "huge")
+        saving.init_model(tmp_path / "x", "huge")
     (tmp_path / "file").write_text("")
     with pytest.raises(MediaError, match="not a folder"):
-        hub.init_model(tmp_path / "file", "tiny", overwrite=True)
+        saving.init_model(tmp_path / "file", "tiny", overwrite=True)
 
 
 def test_init_model_overwrite_replaces_and_leaves_nothing_behind(tmp_path, toy_models):
     target = tmp_path / "model"
     target.mkdir()
     (target / "keep.txt").write_text("old")
-    hub.init_model(target, "tiny", overwrite=True)
+    saving.init_model(target, "tiny", overwrite=True)
     assert sorted(p.name for p in target.iterdir()) == sorted([*COMPONENTS, "model_index.json"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
@@ -453,11 +454,11 @@ def test_init_model_overwrite_replaces_and_leaves_nothing_behind(tmp_path, toy_m
 def test_pretrained_clip_has_only_a_config_and_loads_through_open_clip(tmp_path, toy_models, monkeypatch):
     tiny = preset("tiny")
     named = ClipConfig(name="ViT-B-32", pretrained="openai")
-    monkeypatch.setattr(hub, "preset", lambda name: Preset({**tiny.components, "clip": named}, tiny.defaults))
-    folder = hub.init_model(tmp_path / "model", "tiny")
+    monkeypatch.setattr(saving, "preset", lambda name: Preset({**tiny.components, "clip": named}, tiny.defaults))
+    folder = saving.init_model(tmp_path / "model", "tiny")
     assert [p.name for p in (folder / "clip").iterdir()] == ["config.json"]
-    assert hub.available_components(folder) == list(COMPONENTS)
-    entry = hub.model_info(folder)["components"]["clip"]
+    assert loading.available_components(folder) == list(COMPONENTS)
+    entry = loading.model_info(folder)["components"]["clip"]
     assert entry["weights"] == "open_clip ViT-B-32 (openai)" and entry["parameters"] is None
 
     calls = []
@@ -465,7 +466,7 @@ def test_pretrained_clip_has_only_a_config_and_loads_through_open_clip(tmp_path,
     clip_module.ClipModel = types.SimpleNamespace(
         from_pretrained=lambda config, offline=False: calls.append((config, offline)) or Toy(config))
     monkeypatch.setitem(sys.modules, "mav.models.clip", clip_module)
-    loaded = hub.load_component(folder, "clip", offline=True)
+    loaded = loading.load_component(folder, "clip", offline=True)
     assert calls == [(named, True)] and not loaded.training
 
 
@@ -475,7 +476,7 @@ def test_init_model_failure_leaves_nothing(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return Toy(config)
 
-    monkeypatch.setattr(hub, "_build", broken)
+    monkeypatch.setattr(saving, "build", broken)
     with pytest.raises(KeyboardInterrupt):
-        hub.init_model(tmp_path / "model", "tiny")
+        saving.init_model(tmp_path / "model", "tiny")
     assert list(tmp_path.iterdir()) == []

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mav import hub
+from mav import loading
 from mav.cli import run
 from test_convert import _randomised
 
@@ -100,14 +100,14 @@ def test_import_writes_a_mav_video_model(imported):
     assert index["components"] == ["clip", "prior", "decoder", "interpolator", "sr_low"]
     assert index["defaults"]["interpolation_factor"] == 1 and index["defaults"]["sampler"] == "ddpm"
     assert json.loads((imported / "imported.json").read_text())["license"] == "creativeml-openrail-m"
-    configs = hub.check_model(imported)  # every header and config checks without torch
+    configs = loading.check_model(imported)  # every header and config checks without torch
     assert configs["decoder"].temporal and configs["decoder"].fps_cond
     assert configs["sr_low"].last_step_denoiser and configs["sr_low"].sample_size == 32
 
 
 def test_imported_components_compute_what_karlo_does(karlo, imported):
     folder, variations = karlo
-    clip = hub.load_component(imported, "clip")
+    clip = loading.load_component(imported, "clip")
     text_encoder = transformers.CLIPTextModelWithProjection.from_pretrained(folder, subfolder="text_encoder").eval()
     tokenizer = transformers.CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
     prompts = ["a dog wearing a superhero cape", ""]
@@ -126,7 +126,7 @@ def test_imported_components_compute_what_karlo_does(karlo, imported):
         torch.testing.assert_close(clip.model.encode_image(pixels), image_encoder.eval()(pixels).image_embeds,
                                    atol=1e-5, rtol=1e-5)
 
-    prior = hub.load_component(imported, "prior")
+    prior = loading.load_component(imported, "prior")
     reference = diffusers.PriorTransformer.from_pretrained(folder, subfolder="prior").eval()
     x, t = torch.randn(2, WIDTH), torch.tensor([3, 900])
     with torch.no_grad():
@@ -134,7 +134,7 @@ def test_imported_components_compute_what_karlo_does(karlo, imported):
                                    reference(x, t, proj_embedding=pooled, encoder_hidden_states=tokens,
                                              attention_mask=mask).predicted_image_embedding, atol=1e-5, rtol=1e-5)
 
-    decoder = hub.load_component(imported, "decoder")
+    decoder = loading.load_component(imported, "decoder")
     unet = diffusers.UNet2DConditionModel.from_pretrained(folder, subfolder="decoder").eval()
     proj = diffusers.pipelines.deprecated.unclip.UnCLIPTextProjModel.from_pretrained(folder,
                                                                                     subfolder="text_proj").eval()
@@ -150,7 +150,7 @@ def test_imported_components_compute_what_karlo_does(karlo, imported):
                         attention_mask=attention).sample
             torch.testing.assert_close(got[:, :, frame], want, atol=1e-4, rtol=1e-4)
 
-    sr = hub.load_component(imported, "sr_low")
+    sr = loading.load_component(imported, "sr_low")
     first = diffusers.UNet2DModel.from_pretrained(folder, subfolder="super_res_first").eval()
     last = diffusers.UNet2DModel.from_pretrained(folder, subfolder="super_res_last").eval()
     x, up = torch.randn(2, 3, 2, 32, 32), torch.randn(2, 3, 2, 32, 32)
@@ -214,7 +214,7 @@ def test_import_from_the_hub_cache_offline(karlo, tmp_path):
     assert run(["import", "kakaobrain/karlo-tiny", "-o", str(out), "--image-encoder",
                 "kakaobrain/karlo-tiny-image-variations", "--offline", "--cache-dir", str(cache), "--dtype", "fp16",
                 "-q"]) == 0
-    assert hub.check_model(out)["decoder"].attention == "joint"
+    assert loading.check_model(out)["decoder"].attention == "joint"
     assert json.loads((out / "imported.json").read_text())["dtype"] == "fp16"
     assert run(["import", "kakaobrain/not-cached", "-o", str(tmp_path / "z"), "--offline", "--cache-dir",
                 str(cache), "-q"]) == 3
@@ -254,7 +254,7 @@ def test_imported_model_trains_motion_under_fsdp2(imported, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     steps = [m["step"] for m in _metrics(tmp_path / "two.runs" / "decoder-video")]
     assert steps == [0, 2, 3]  # logged at the first step and at each run's end; the resumed run went on from 2
-    before, after = (hub.load_component(f, "decoder").state_dict() for f in (imported, two))
+    before, after = (loading.load_component(f, "decoder").state_dict() for f in (imported, two))
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all("temporal" in k or k.startswith("fps_embed.") for k in changed)
 
@@ -279,7 +279,7 @@ def test_bin_weights_load_through_the_weights_only_loader(karlo, imported, tmp_p
     weights.unlink()
     out = tmp_path / "from-bin"
     assert run(["import", str(source), "-o", str(out), "--image-encoder", str(variations), "-q"]) == 0
-    got, want = (hub.load_component(f, "decoder").state_dict() for f in (out, imported))
+    got, want = (loading.load_component(f, "decoder").state_dict() for f in (out, imported))
     spatial = [k for k in want if not is_temporal_parameter(k) and not k.startswith("fps_embed.")]
     assert spatial and all(torch.equal(got[k], want[k]) for k in spatial)
     # a .bin that holds more than tensors is refused, and nothing runs
@@ -296,15 +296,15 @@ def test_imported_prior_trains_in_its_standardised_space(imported, tmp_path):
     shutil.copytree(imported, model)
     assert run(["train", "prior", "--model", str(model), "--data", "shapes", "--steps", "2", "--batch-size", "2",
                 "--warmup", "0", "--lr", "1e-3", "--quiet", "--device", "cpu"]) == 0
-    before, after = (hub.load_component(f, "prior").state_dict() for f in (imported, model))
+    before, after = (loading.load_component(f, "prior").state_dict() for f in (imported, model))
     assert torch.equal(before["clip_mean"], after["clip_mean"]) and torch.equal(before["clip_std"], after["clip_std"])
     assert not torch.equal(before["out.weight"], after["out.weight"])
     # what the loss diffuses: the raw image embedding standardised by the prior's statistics
     from mav.conditioning import image_embedding, to_prior_space
-    from mav.train import stages
+    from mav.train import losses, stages
 
     seen = {}
-    original = stages._denoise_loss
+    original = losses._denoise_loss
 
     def spy(net, schedule, x0, gens, **kwargs):
         seen["x0"] = x0
@@ -312,12 +312,12 @@ def test_imported_prior_trains_in_its_standardised_space(imported, tmp_path):
 
     run_ = stages.build_stage("prior", model, "shapes", seed=0, steps=1, batch_size=2)
     batch = run_.batch_fn(0, range(2))
-    stages._denoise_loss = spy
+    losses._denoise_loss = spy
     try:
         run_.loss_fn(run_.model, batch, 0)
     finally:
-        stages._denoise_loss = original
-    clip = hub.load_component(model, "clip")
+        losses._denoise_loss = original
+    clip = loading.load_component(model, "clip")
     with torch.no_grad():
         want = to_prior_space(image_embedding(clip, batch["image"]), run_.model.stats)
     torch.testing.assert_close(seen["x0"], want)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+import tempfile
 import zlib
 from fractions import Fraction
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mav import checks, media
+from mav import checks, media_write
 from mav.checks import expand_template as expand_output_template
 from mav.checks import output as check_output
 from mav.checks import slugify
@@ -27,9 +28,8 @@ from mav.media import (
     read_image,
     read_video,
     resize_video,
-    save_image,
-    save_video,
 )
+from mav.media_write import save_image, save_video
 
 
 def make_video(num_frames: int = 6, height: int = 32, width: int = 48, fps: float = 8.0) -> Video:
@@ -149,7 +149,7 @@ def test_save_and_read_image(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["clip.mp4", "clip.webm", "clip.gif", "frames/"])
 def test_interrupt_mid_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
-    real = media._iter_frames
+    real = media_write._iter_frames
 
     def interrupted(video: Video):
         for i, frame in enumerate(real(video)):
@@ -157,7 +157,7 @@ def test_interrupt_mid_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.
                 raise KeyboardInterrupt
             yield frame
 
-    monkeypatch.setattr(media, "_iter_frames", interrupted)
+    monkeypatch.setattr(media_write, "_iter_frames", interrupted)
     with pytest.raises(KeyboardInterrupt):
         save_video(make_video(), f"{tmp_path}/{name}")
     assert listing(tmp_path) == []
@@ -171,16 +171,16 @@ def test_interrupt_keeps_the_previous_output(tmp_path: Path, monkeypatch: pytest
         yield np.zeros((32, 48, 3), np.uint8)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(media, "_iter_frames", interrupted)
+    monkeypatch.setattr(media_write, "_iter_frames", interrupted)
     with pytest.raises(KeyboardInterrupt):
         save_video(make_video(), out, overwrite=True)
     assert listing(tmp_path) == ["clip.mp4"] and out.read_bytes() == b"previous"
 
 
 def test_encoder_failure_is_media_error_leaving_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    bad = dict(media._ENCODERS)
+    bad = dict(media_write._ENCODERS)
     bad[".mp4"] = ("mp4", "libx264", {"crf": "18", "profile": "no-such-profile"}, {})
-    monkeypatch.setattr(media, "_ENCODERS", bad)
+    monkeypatch.setattr(media_write, "_ENCODERS", bad)
     with pytest.raises(MediaError, match="clip.mp4"):
         save_video(make_video(), tmp_path / "clip.mp4")
     assert listing(tmp_path) == []
@@ -188,27 +188,27 @@ def test_encoder_failure_is_media_error_leaving_nothing(tmp_path: Path, monkeypa
 
 def test_output_created_meanwhile_is_not_clobbered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "clip.gif"
-    real = media._write_gif
+    real = media_write._write_gif
 
     def racing(video: Video, tmp: Path) -> None:
         out.write_bytes(b"someone else's")
         real(video, tmp)
 
-    monkeypatch.setattr(media, "_write_gif", racing)
+    monkeypatch.setattr(media_write, "_write_gif", racing)
     with pytest.raises(MediaError, match="already exists"):
         save_video(make_video(), out)
     assert listing(tmp_path) == ["clip.gif"] and out.read_bytes() == b"someone else's"
 
 
 def test_frames_folder_created_meanwhile_is_not_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = media._write_frames
+    real = media_write._write_frames
 
     def racing(video: Video, tmp: Path) -> None:
         (tmp_path / "frames").mkdir()
         (tmp_path / "frames" / "frame_00000.png").write_bytes(b"someone else's")
         real(video, tmp)
 
-    monkeypatch.setattr(media, "_write_frames", racing)
+    monkeypatch.setattr(media_write, "_write_frames", racing)
     with pytest.raises(MediaError, match="already exists"):
         save_video(make_video(num_frames=2), f"{tmp_path}/frames/")
     assert listing(tmp_path) == ["frames"] and listing(tmp_path / "frames") == ["frame_00000.png"]
@@ -287,7 +287,7 @@ def test_unwritable_output_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         def refuse(**_):
             raise PermissionError(13, "Permission denied")
 
-        monkeypatch.setattr(checks.tempfile, "mkstemp", refuse)
+        monkeypatch.setattr(tempfile, "mkstemp", refuse)
     else:
         locked.chmod(0o500)
     try:
@@ -524,5 +524,5 @@ def test_import_is_light() -> None:
     import subprocess
     import sys
 
-    code = "import sys, mav.media; assert 'av' not in sys.modules, 'PyAV imported at import time'"
+    code = "import sys, mav.media, mav.media_write; assert 'av' not in sys.modules, 'PyAV imported at import time'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])

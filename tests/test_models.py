@@ -7,11 +7,12 @@ import dataclasses
 import pytest
 import torch
 
-from mav.config import PriorConfig, UNetConfig, preset
+from mav.config import PriorConfig, UNetConfig
 from mav.models import build_component
 from mav.models.prior import DiffusionPrior
 from mav.models.pseudo3d import Pseudo3DAttention, Pseudo3DConv
 from mav.models.unet import SpaceTimeUNet, is_temporal_parameter
+from mav.presets import preset
 
 TINY = preset("tiny").components
 BATCH, FRAMES, SIZE = 2, 4, 16
@@ -224,7 +225,7 @@ def test_same_seed_same_model_and_output():
 
 @torch.no_grad()
 def test_meta_build_then_assign_load_matches():
-    """hub.load_component builds on the meta device and loads with assign=True: nothing may live in buffers."""
+    """loading.load_component builds on the meta device and loads with assign=True: nothing may live in buffers."""
     source = build("interpolator")
     with torch.device("meta"):
         target = build_component("interpolator", source.config)

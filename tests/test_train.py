@@ -16,11 +16,10 @@ import torch
 from einops import rearrange
 from safetensors.torch import load_file
 
-from mav import hub
+from mav import loading
 from mav.cli import run
 from mav.diffusion.noise import sample_generators
-from mav.train import stages
-from mav.train.ship import ship
+from mav.train import losses, stages
 from mav.train.stages import ORDER, build_stage, record_history
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,11 +82,11 @@ def test_every_trainable_parameter_gets_a_gradient(ready_model):
 
 
 def test_interpolator_starts_as_the_decoder(tiny_model):
-    decoder = hub.load_component(tiny_model, "decoder")
+    decoder = loading.load_component(tiny_model, "decoder")
     with torch.no_grad():  # a decoder whose weights are not the init, so the check means something
         for p in decoder.parameters():
             p.add_(torch.randn_like(p) * 0.01)
-    config = hub.load_config(tiny_model, "interpolator")
+    config = loading.load_config(tiny_model, "interpolator")
     interpolator = stages.interpolator_from_decoder(decoder, config).eval()
     x = torch.randn(2, 3, 5, 16, 16)
     t = torch.tensor([10, 500])
@@ -99,7 +98,7 @@ def test_interpolator_starts_as_the_decoder(tiny_model):
 
 def test_video_stages_never_see_text(ready_model, monkeypatch):
     seen: list[str] = []
-    clip_cls = type(hub.load_component(ready_model, "clip"))
+    clip_cls = type(loading.load_component(ready_model, "clip"))
     tokenize = clip_cls.tokenize
 
     def spy(self, texts):
@@ -121,7 +120,7 @@ def test_video_stages_never_see_text(ready_model, monkeypatch):
 
 def test_random_masks_cover_every_mode():
     gens = [torch.Generator().manual_seed(i) for i in range(200)]
-    known = stages.random_known_frames(gens, 9)
+    known = losses.random_known_frames(gens, 9)
     assert known[:, 0].all()  # frame 0 is always shown
     assert (~known).any(1).all()  # every layout leaves something to make
     assert (known.sum(1) == 1).any()  # animation
@@ -134,7 +133,7 @@ def test_interpolation_layouts_end_on_a_known_frame(frames):
     """Inference windows always end on a key when one lies ahead, so every interpolation layout ↑F trains on
     does too (the old `known[-1] = known[-1] or …` left the last frame hidden for k ∤ F − 1)."""
     gens = [torch.Generator().manual_seed(i) for i in range(400)]
-    known = stages.random_known_frames(gens, frames, factor=4)
+    known = losses.random_known_frames(gens, frames, factor=4)
     prefix = torch.stack([row[: int(row.sum())].all() for row in known])  # extrapolation / animation layouts
     assert known[~prefix, -1].all()
 
@@ -143,7 +142,7 @@ def test_interpolator_trains_mostly_on_the_layout_and_rate_it_serves():
     """↑F after D^t sees every 4th frame at 30 fps (keys 0, 4, 8 of 9): most training samples must be exactly
     that, not the decoder's frame-skip schedule (where keys were 16–32 native frames apart)."""
     gens = [torch.Generator().manual_seed(i) for i in range(1000)]
-    known = stages.random_known_frames(gens, 9, factor=4)
+    known = losses.random_known_frames(gens, 9, factor=4)
     served = torch.zeros(9, dtype=torch.bool)
     served[::4] = True
     assert (known == served).all(1).float().mean() > 0.5
@@ -205,7 +204,7 @@ def test_sr_target_never_holds_the_augmentation_noise(ready_model):
         assert config.aug_cond and config.residual_scale < 1
         batch = run_.batch_fn(0, range(4))
         gens = sample_generators(0, batch["index"])
-        target, kwargs = stages.sr_training_inputs(batch, key, config, gens)
+        target, kwargs = losses.sr_training_inputs(batch, key, config, gens)
         clean = sr_cond(batch[f"{key}_low"], config.sample_size)
         torch.testing.assert_close(target, (batch[key] - clean) / config.residual_scale)
         assert kwargs["aug_level"].shape == (4,) and (kwargs["aug_level"] < config.noise_aug_max).all()
@@ -232,12 +231,12 @@ def _train(*args) -> int:
 def test_train_writes_the_component_and_resume_is_exact(ready_model, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(ready_model, other)
-    initial = hub.load_component(ready_model, "decoder").state_dict()
+    initial = loading.load_component(ready_model, "decoder").state_dict()
     assert _train("decoder-image", "--model", ready_model, "--steps", 2, "--batch-size", 4, "--warmup", 3) == 0
     assert _train("decoder-image", "--model", ready_model, "--steps", 4, "--batch-size", 4, "--warmup", 3,
                   "--resume") == 0
     assert _train("decoder-image", "--model", other, "--steps", 4, "--batch-size", 4, "--warmup", 3) == 0
-    resumed, straight = (hub.load_component(f, "decoder").state_dict() for f in (ready_model, other))
+    resumed, straight = (loading.load_component(f, "decoder").state_dict() for f in (ready_model, other))
     assert resumed.keys() == straight.keys()
     for key in resumed:
         assert torch.allclose(resumed[key], straight[key], atol=1e-6), key
@@ -264,12 +263,13 @@ def test_recipe_runs_every_stage_in_order_and_the_model_generates(tiny_model, tm
     assert _train("recipe", "--preset", "tiny", "--model", folder, "--resume", "--no-gate") == 0
     assert _digest(folder) == before
 
-    # shipping: fp16 weights that load and generate, the configs and histories, a summary of every run
+    # exporting: fp16 weights that load and generate, the configs and histories, a summary of every run
     assert _train("sr-high", "--model", folder, "--steps", 2, "--batch-size", 2,
                   "--run-dir", tmp_path / "sr-high-2") == 0
-    shipped = ship(folder, tmp_path / "shipped")
-    for component in hub.load_index(folder).components:
-        trained, small = (hub.load_component(f, component).state_dict() for f in (folder, shipped))
+    shipped = tmp_path / "shipped"
+    assert run(["export", str(folder), str(shipped)]) == 0
+    for component in loading.load_index(folder).components:
+        trained, small = (loading.load_component(f, component).state_dict() for f in (folder, shipped))
         for key in trained:
             assert torch.allclose(small[key], trained[key], atol=2e-3, rtol=2e-3), (component, key)
     assert load_file(shipped / "decoder" / "model.safetensors")["conv_in.weight"].dtype == torch.float16
@@ -314,7 +314,8 @@ def test_bad_input(args, code, needle, ready_model, tiny_model, tmp_path, capsys
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "a.mp4").write_text("not a video")
     (tmp_path / "videos").mkdir()
-    from mav.media import Video, save_video
+    from mav.media import Video
+    from mav.media_write import save_video
 
     save_video(Video(torch.zeros(12, 16, 16, 3, dtype=torch.uint8), 8.0), tmp_path / "videos" / "v.mp4")
     fresh = tmp_path / "fresh"
@@ -341,12 +342,12 @@ def test_torchrun_two_processes_match_one(ready_model, tmp_path):
                              "-m", "mav", *args, "--model", str(two)], env=env, timeout=180, capture_output=True,
                             text=True)
     assert result.returncode == 0, result.stderr[-2000:]
-    a, b = (hub.load_component(f, "sr_high").state_dict() for f in (one, two))
+    a, b = (loading.load_component(f, "sr_high").state_dict() for f in (one, two))
     for key in a:
         # 1e-4, not less: Adam divides by √v, so for a weight whose gradient is near zero the rounding of the
         # all-reduce (a different summation order) is magnified; a wrong data split moves weights by ~lr = 1e-3.
         assert torch.allclose(a[key], b[key], atol=1e-4), (key, (a[key] - b[key]).abs().max())
-    initial = hub.load_component(ready_model, "sr_high").state_dict()
+    initial = loading.load_component(ready_model, "sr_high").state_dict()
     assert any(not torch.equal(a[k], initial[k]) for k in a)
 
 
@@ -354,7 +355,8 @@ def test_stages_train_on_real_folders(ready_model, tmp_path):
     """An image–text folder for an image stage, a video folder for a video stage (files the test writes)."""
     from PIL import Image
 
-    from mav.media import Video, save_video
+    from mav.media import Video
+    from mav.media_write import save_video
 
     images, videos = tmp_path / "images", tmp_path / "videos"
     images.mkdir()

@@ -9,8 +9,9 @@
 | ↑F | interpolator.py | Interpolator |
 | SR^t_l, SR_h | super_resolution.py | SRLow, SRHigh |
 
-Each owns its denoiser, noise schedule, conditioning and sampling call; what they share is in stage.py. The six
-modes compose them in `mav.pipeline`.
+Each owns its denoiser, noise schedule, conditioning and sampling call; what they share is in stage.py.
+cascade.py holds the stages of one loaded model folder (`Cascade`: C_x and C_y, the settings every stage samples
+under, the tail ↑F → SR^t_l → SR_h); the six modes compose them in `mav.pipeline`.
 """
 
 from __future__ import annotations

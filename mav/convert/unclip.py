@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mav import checks, files, hub
+from mav import checks, files, hub, loading, saving
 from mav.config import ClipConfig, Defaults, ModelIndex, UNetConfig
 from mav.convert import IMAGE_ENCODER
 from mav.errors import MediaError, ModelError, UsageError
@@ -105,7 +105,7 @@ def read_weights(folder: Path) -> dict[str, Tensor]:
 
     for name in WEIGHT_FILES:
         index = folder / f"{name}.index.json"
-        shards = sorted(set(hub.read_json(index).get("weight_map", {}).values())) if index.is_file() else []
+        shards = sorted(set(loading.read_json(index).get("weight_map", {}).values())) if index.is_file() else []
         paths = [folder / shard for shard in shards] if shards else [folder / name]
         if not all(p.is_file() for p in paths):
             if shards:
@@ -130,7 +130,7 @@ def read_weights(folder: Path) -> dict[str, Tensor]:
 
 def check_pipeline(folder: Path) -> None:
     """The folder is an unCLIP text-to-image pipeline with every part present; ModelError naming what is not."""
-    index = hub.read_json(folder / "model_index.json")
+    index = loading.read_json(folder / "model_index.json")
     kind = index.get("_class_name")
     if kind == "UnCLIPImageVariationPipeline":
         raise ModelError(f"{folder} is an unCLIP image-variation model (no prior); import the text-to-image model "
@@ -144,19 +144,19 @@ def check_pipeline(folder: Path) -> None:
 
 def _config(folder: Path, part: str) -> dict[str, Any]:
     name = "scheduler_config.json" if part.endswith("scheduler") else "config.json"
-    return hub.read_json(folder / part / name)
+    return loading.read_json(folder / part / name)
 
 
 def _pad_id(folder: Path, vocab_size: int) -> int:
     """The tokenizer's padding id, from its config and vocabulary (Karlo pads with end-of-text)."""
     tok = folder / "tokenizer"
-    cfg = hub.read_json(tok / "tokenizer_config.json") if (tok / "tokenizer_config.json").is_file() else {}
-    special = hub.read_json(tok / "special_tokens_map.json") if (tok / "special_tokens_map.json").is_file() else {}
+    cfg = loading.read_json(tok / "tokenizer_config.json") if (tok / "tokenizer_config.json").is_file() else {}
+    special = loading.read_json(tok / "special_tokens_map.json") if (tok / "special_tokens_map.json").is_file() else {}
     pad = cfg.get("pad_token") or special.get("pad_token") or "<|endoftext|>"
     pad = pad.get("content") if isinstance(pad, dict) else pad
     if pad == "<|endoftext|>":
         return vocab_size - 1
-    vocab = hub.read_json(tok / "vocab.json") if (tok / "vocab.json").is_file() else {}
+    vocab = loading.read_json(tok / "vocab.json") if (tok / "vocab.json").is_file() else {}
     if pad not in vocab:
         raise ModelError(f"the tokenizer pads with {pad!r}, which mav cannot place in CLIP's vocabulary")
     return int(vocab[pad])
@@ -171,7 +171,7 @@ def convert_clip(folder: Path, image_folder: Path) -> torch.nn.Module:
     from mav.models.clip import ClipModel
 
     text_config = _config(folder, "text_encoder")
-    image_config = hub.read_json(image_folder / "config.json")
+    image_config = loading.read_json(image_folder / "config.json")
     text, embed, quick_gelu = text_cfg(text_config)
     vision, image_embed, image_gelu = vision_cfg(image_config)
     if (image_embed, image_gelu) != (embed, quick_gelu):
@@ -260,7 +260,7 @@ def convert(folder: Path, image_folder: Path, options: ImportOptions,
         decoder, dataclasses.replace(decoder.config, cond_channels=4, num_frames=2 * 4 + 1))
     progress("super-resolution SR^t_l (inflated)")
     modules["sr_low"] = convert_super_res(folder, decoder.config.sample_size, options.num_frames)
-    source = hub.read_json(folder / "model_index.json")
+    source = loading.read_json(folder / "model_index.json")
     index = ModelIndex(components=tuple(modules),
                        defaults=Defaults(num_frames=options.num_frames, fps=7.5, interpolation_factor=1,
                                          sampler="ddpm", steps=dict(STEPS), guidance=dict(GUIDANCE)),
@@ -316,7 +316,7 @@ def import_unclip(source: str, output: str | Path, options: ImportOptions = Impo
         progress(f"writing {output} ({options.dtype})")
         for module in modules.values():
             module.to(DTYPES[options.dtype])
-        hub.save_model(tmp, index, modules)
+        saving.save_model(tmp, index, modules)
         # the image stages count as done (the next `mav train` stages build on them); ↑F and SR^t_l are not
         for component, stage in IMPORTED_STAGES.items():
             record_history(tmp, component, {"stage": stage, "imported": source, "revision": options.revision})

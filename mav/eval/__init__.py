@@ -5,6 +5,7 @@
 """
 
 from mav.eval.judge import judge_frame, judge_video
-from mav.eval.metrics import evaluate, psnr, score_videos
+from mav.eval.metrics import psnr, score_videos
+from mav.eval.run import evaluate
 
 __all__ = ["evaluate", "score_videos", "psnr", "judge_video", "judge_frame"]

@@ -27,9 +27,10 @@ from mav.conditioning import NATIVE_FPS
 from mav.errors import UsageError
 from mav.eval.judge import judge_video
 from mav.conditioning import frame_mask_cond, unet_inputs
-from mav.eval.metrics import (ATTRIBUTES, INTERPOLATION, _Clock, _dense_skip, _empty_text, _extrapolation_section,
-                              _interpolation_section, _noise_seeds, _sr_section, _to_frames, _to_tensor, eval_scene,
-                              linear_blend, motion, psnr)
+from mav.eval.metrics import (ATTRIBUTES, INTERPOLATION, eval_scene, linear_blend, motion, psnr, stack_clips,
+                              unstack_clips)
+from mav.eval.run import (Clock, dense_skip, empty_text, extrapolation_section, interpolation_section, noise_seeds,
+                          sr_section)
 from mav.diffusion.noise import gaussian_noise, generators
 from mav.world import PALETTE, SHAPES, SIZES, Scene, render_clip
 
@@ -97,7 +98,7 @@ def _scenes(gate: str, seed: int, n: int, moving: bool) -> list[Scene]:
 
 def _images(scenes: list[Scene], size: int, device) -> torch.Tensor:
     """b c h w in [-1, 1]: still renders of the scenes."""
-    return _to_tensor([sc.render(size)[None] for sc in scenes], device)[:, :, 0]
+    return stack_clips([sc.render(size)[None] for sc in scenes], device)[:, :, 0]
 
 
 def _attribute_accuracy(frames: list[np.ndarray], scenes: list[Scene]) -> dict[str, float]:
@@ -152,17 +153,17 @@ def _decode_images(pipe, embed: torch.Tensor, captions: list[str], seed: int, se
     cond, uncond = pipe.decoder.conditions(embed, text, negative, fps=None)  # images were trained without fps
     for kwargs in (cond, uncond):  # and without temporal layers
         kwargs["temporal"] = False
-    gens = generators(_noise_seeds(seed, section, 0, b))
+    gens = generators(noise_seeds(seed, section, 0, b))
     noise = gaussian_noise((b, 3, cfg.sample_size, cfg.sample_size), gens, pipe.device)
     out = pipe.decoder.denoise(noise, cond, uncond, steps=pipe.steps_for("decoder", None),
                                guidance=pipe.guidance_for("decoder", None), gens=gens, label="gate D (images)")
-    return [f[0] for f in _to_frames(out[:, :, None])]
+    return [f[0] for f in unstack_clips(out[:, :, None])]
 
 
 def _prior_embeddings(pipe, scenes: list[Scene], seed: int) -> torch.Tensor:
     """P's embeddings of the scenes' full captions, with the model's steps and guidance."""
     n = len(scenes)
-    gens = generators(_noise_seeds(seed, GATE_SECTION + GATES.index("prior"), 0, n))
+    gens = generators(noise_seeds(seed, GATE_SECTION + GATES.index("prior"), 0, n))
     return pipe.prior.sample(pipe.encode_text([s.describe() for s in scenes]), pipe.encode_text([""] * n), gens,
                              steps=pipe.steps_for("prior", None), guidance=pipe.guidance_for("prior", None))
 
@@ -210,12 +211,12 @@ def gate_decoder(pipe, n: int, seed: int) -> GateResult:
     scenes = _scenes("decoder", seed, n, moving=True)
     embed = pipe.encode_images(_images(scenes, pipe.models["clip"].image_size, pipe.device))
     captions = [s.describe() for s in scenes]
-    gens = generators(_noise_seeds(seed, GATE_SECTION + GATES.index("decoder"), 0, n))
+    gens = generators(noise_seeds(seed, GATE_SECTION + GATES.index("decoder"), 0, n))
     fps = pipe.defaults.fps
     video = pipe.decoder.sample(embed, pipe.encode_text(captions), pipe.encode_text([""] * n), gens,
                                 num_frames=pipe.defaults.num_frames, fps=fps, steps=pipe.steps_for("decoder", None),
                                 guidance=pipe.guidance_for("decoder", None))
-    readings = [judge_video(v) for v in _to_frames(video, fps)]
+    readings = [judge_video(v) for v in unstack_clips(video, fps)]
     moves = motion(readings, fps=fps)
     truth = [judge_video(render_clip(sc, pipe.defaults.num_frames, round(NATIVE_FPS / fps), cfg.sample_size)[0])
              for sc in scenes]
@@ -232,10 +233,10 @@ def gate_interpolator(pipe, n: int, seed: int) -> GateResult:
     """↑F at the layout it serves (every k-th frame known at the output fps) against linear blending, and
     extrapolation from the first half of a clip against holding the last known frame."""
     start = time.perf_counter()
-    clock = _Clock(pipe)
+    clock = Clock(pipe)
     section_seed = seed + 100_000  # apart from `mav eval`'s scenes for the same seed
-    inter = _interpolation_section(pipe, clock, n, section_seed, None, 8)
-    extra = _extrapolation_section(pipe, clock, n, section_seed, None, 8)
+    inter = interpolation_section(pipe, clock, n, section_seed, None, 8)
+    extra = extrapolation_section(pipe, clock, n, section_seed, None, 8)
     x0, blend = interpolator_x0_psnr(pipe, n, section_seed)
     rows = {"psnr_db": (inter["psnr"], inter["psnr_linear"], f"≥ baseline + {INTERPOLATION_MARGIN_DB:g} dB",
                         inter["psnr"] >= inter["psnr_linear"] + INTERPOLATION_MARGIN_DB),
@@ -254,23 +255,23 @@ def interpolator_x0_psnr(pipe, n: int, seed: int) -> tuple[float, float]:
     model, cfg, schedule = inter.model, inter.config, inter.schedule
     k = max(2, pipe.defaults.interpolation_factor)
     frames = max(1, (cfg.num_frames - 1) // k) * k + 1
-    skip, fps = _dense_skip(pipe)
+    skip, fps = dense_skip(pipe)
     known = np.zeros(frames, dtype=bool)
     known[::k] = True
     truth = [render_clip(eval_scene(seed, INTERPOLATION, i)[0], frames, skip, cfg.sample_size)[0] for i in range(n)]
-    x = _to_tensor(truth, pipe.device)
+    x = stack_clips(truth, pipe.device)
     x[:, :, torch.from_numpy(~known).to(x.device)] = 0.0
     anchor = int(np.nonzero(known)[0][known.sum() // 2])
     embed = pipe.encode_images(x[:, :, anchor]) if "clip" in pipe.models else None
-    kwargs = unet_inputs(cfg, n, embed=embed, text=_empty_text(pipe, n), fps=fps, device=pipe.device,
+    kwargs = unet_inputs(cfg, n, embed=embed, text=empty_text(pipe, n), fps=fps, device=pipe.device,
                          cond=frame_mask_cond(x, torch.from_numpy(known).to(x.device)))
-    gens = generators(_noise_seeds(seed, GATE_SECTION + GATES.index("interpolator"), 0, n))
+    gens = generators(noise_seeds(seed, GATE_SECTION + GATES.index("interpolator"), 0, n))
     t = torch.full((n,), schedule.num_timesteps - 1, dtype=torch.long)
     x_t = gaussian_noise(tuple(x.shape), gens, pipe.device)
     with torch.no_grad():
         out = model(x_t, t.to(pipe.device), **kwargs).float()[:, :x_t.shape[1]]  # (a learned variance's half off)
         x0 = schedule.predict_x0(x_t, t, out).clamp(-1, 1)
-    made = _to_frames(x0, fps)
+    made = unstack_clips(x0, fps)
     return (float(np.mean([psnr(m[~known], tr[~known]) for m, tr in zip(made, truth)])),
             float(np.mean([psnr(linear_blend(tr, known)[~known], tr[~known]) for tr in truth])))
 
@@ -281,13 +282,13 @@ def sr_x0_psnr(pipe, stage: str, n: int, seed: int) -> tuple[float, float]:
     sr = pipe.stages[stage]
     model, cfg, schedule = sr.model, sr.config, sr.schedule
     frames = cfg.num_frames if stage == "sr_low" else 1
-    skip, _ = _dense_skip(pipe)
+    skip, _ = dense_skip(pipe)
     scenes = _scenes(stage.replace("_", "-"), seed, n, moving=True)
     truth = [render_clip(sc, frames, skip, cfg.sample_size)[0] for sc in scenes]
-    low = _to_tensor([render_clip(sc, frames, skip, cfg.low_res_size)[0] for sc in scenes], pipe.device)
+    low = stack_clips([render_clip(sc, frames, skip, cfg.low_res_size)[0] for sc in scenes], pipe.device)
     if stage == "sr_high":
         low = low[:, :, 0]
-    gens = generators(_noise_seeds(seed, GATE_SECTION + GATES.index(stage.replace("_", "-")), 0, n))
+    gens = generators(noise_seeds(seed, GATE_SECTION + GATES.index(stage.replace("_", "-")), 0, n))
     aug = gaussian_noise(tuple(low.shape), gens, pipe.device) if cfg.aug_cond else None
     kwargs, up = sr.inputs(low, aug, pipe.defaults.fps * pipe.defaults.interpolation_factor)
     t = torch.full((n,), schedule.num_timesteps - 1, dtype=torch.long)
@@ -297,14 +298,14 @@ def sr_x0_psnr(pipe, stage: str, n: int, seed: int) -> tuple[float, float]:
     x0 = (up + cfg.residual_scale * x0) if cfg.residual else x0
     if stage == "sr_high":
         x0, up = x0[:, :, None], up[:, :, None]
-    made, base = _to_frames(x0.clamp(-1, 1)), _to_frames(up)
+    made, base = unstack_clips(x0.clamp(-1, 1)), unstack_clips(up)
     return (float(np.mean([psnr(m, t) for m, t in zip(made, truth)])),
             float(np.mean([psnr(b, t) for b, t in zip(base, truth)])))
 
 
 def gate_sr(pipe, n: int, seed: int, stage: str) -> GateResult:
     start = time.perf_counter()
-    sampled = _sr_section(pipe, _Clock(pipe), stage, n, seed + 100_000, None, 8)
+    sampled = sr_section(pipe, Clock(pipe), stage, n, seed + 100_000, None, 8)
     x0, bicubic = sr_x0_psnr(pipe, stage, n, seed)
     bound = SR_SAMPLE_VS_BICUBIC_DB[stage]
     rows = {"psnr_db": (sampled["psnr"], sampled["psnr_bicubic"], f"≥ baseline − {-bound:g} dB (a perfect sampler)",
@@ -333,4 +334,4 @@ def run_gate(pipe, name: str, n: int = 16, seed: int = 0) -> GateResult:
         return RUNNERS[name](pipe, n, seed)
 
 
-__all__ = ["GATES", "STAGE_GATE", "GateResult", "run_gate", "check_gate", "sr_x0_psnr"]
+__all__ = ["GATES", "STAGE_GATE", "GateResult", "run_gate", "sr_x0_psnr"]

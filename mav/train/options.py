@@ -64,7 +64,9 @@ class TrainConfig:
         """The fields that change what training computes; a resumed run must match them. How often to log or
         save, FSDP and the process count do not; `steps` does only for the cosine schedule (so a constant run
         can be extended)."""
-        ignored = {"checkpoint_every", "log_every", "fsdp", "fsdp_reshard"} | ({"steps"} if self.schedule == "constant" else set())
+        ignored = {"checkpoint_every", "log_every", "fsdp", "fsdp_reshard"}
+        if self.schedule == "constant":
+            ignored.add("steps")
         return {k: v for k, v in asdict(self).items() if k not in ignored}
 
 
@@ -117,3 +119,21 @@ def recipe(name: str) -> tuple[RecipeStep, ...]:
 def default_run_dir(folder: Path, stage: str) -> Path:
     """Checkpoints live beside the model folder, not in it, so the folder stays a clean, shareable model."""
     return folder.absolute().parent / f"{folder.name}.runs" / stage
+
+
+def plan(stage: str, folder: Path, *, preset: str | None, run_dir: str | None, resume: bool
+         ) -> tuple[RecipeStep, ...] | None:
+    """What `mav train STAGE` is asked to run, refused before torch: a recipe's steps, or None for one stage. A
+    recipe keeps each stage beside the model; a stage whose run folder already holds a checkpoint needs --resume
+    to continue it or --run-dir for a new run."""
+    if stage == "recipe":
+        if run_dir is not None:
+            raise UsageError("--run-dir names one stage's folder; a recipe keeps each stage beside the model")
+        return recipe(preset or "")
+    if preset is not None:
+        raise UsageError("--preset goes with `mav train recipe`")
+    existing = Path(run_dir) if run_dir is not None else default_run_dir(folder, stage)
+    if not resume and (existing / "checkpoint.pt").exists():
+        raise UsageError(f"{existing} already holds a checkpoint of {stage}: pass --resume to continue it, or "
+                         f"--run-dir DIR to start a new run elsewhere")
+    return None
