@@ -10,58 +10,59 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mav import files, hub, loading
-from mav.errors import UsageError
+from mav import checks, files, hub, loading
+from mav.errors import ModelError
 
-EXPORT_DTYPES = ("fp16", "bf16", "fp32")
 CARD_FILE = "README.md"
 SUMMARY_FILE = "metrics_summary.json"
 TRAINING_NOTES = "TRAINING.md"  # how a model was trained, written by hand beside its weights
 # what `push` uploads: what mav reads from a hub model, and what a reader of the model page wants beside it
 PUSH_PATTERNS = [*hub.HUB_PATTERNS, CARD_FILE, TRAINING_NOTES, SUMMARY_FILE]
+STAGE_NAMES = {"clip": "CLIP (C_x, C_y)", "prior": "the prior P", "decoder": "the pseudo-3D decoder D^t",
+               "interpolator": "masked frame interpolation ↑F", "sr_low": "spatiotemporal super-resolution SR^t_l",
+               "sr_high": "spatial super-resolution SR_h"}
 
 
-def export_model(folder: str | Path, dest: str | Path, *, dtype: str = "fp16", name: str | None = None) -> Path:
+def export_model(folder: str | Path, dest: str | Path, *, dtype: str = "fp16", name: str | None = None,
+                 licence: str | None = None) -> Path:
     """Copy the model folder `folder` to `dest` (replaced as a whole, atomically) with its weights cast to
-    `dtype`, and write a model card. `name` renames the model in its model_index.json."""
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    from mav.train.summary import summarize
-
-    if dtype not in EXPORT_DTYPES:
-        raise UsageError(f"--dtype must be one of {', '.join(EXPORT_DTYPES)}, got {dtype!r}")
-    folder, dest = Path(folder), Path(dest)
-    loading.check_model(folder)  # configs against weights headers, before anything is written
+    `dtype`, and write a model card. `name` renames the model in its model_index.json; `licence` is the card's
+    licence tag (default: an imported model's own, else none)."""
+    folder, dest = Path(folder), Path(dest).expanduser()
+    checks.dtype_name(dtype)  # a storage dtype: any of them, whatever this machine computes in
+    loading.check_model(folder)  # configs against weights headers, before torch and before anything is written
     index = loading.load_index(folder)
     if name is not None:
         index = replace(index, name=name)
-    cast = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
+    from safetensors.torch import load_file
+
+    from mav.device import DTYPES
+    from mav.saving import write_weights
+    from mav.train.summary import summarize
+
+    cast = DTYPES[dtype]
     dest.absolute().parent.mkdir(parents=True, exist_ok=True)
     staging = files.sibling(dest, "partial")
     staging.mkdir()
     try:
-        files.write_json(staging / loading.INDEX_FILE, index.to_dict())
+        files.write_json(staging / loading.INDEX_FILE, index.to_dict(), sort_keys=True)
         for extra in [folder / TRAINING_NOTES, folder / "imported.json", *sorted(folder.glob("LICENSE*"))]:
             if extra.is_file():
                 shutil.copy2(extra, staging / extra.name)
         for component in index.components:
-            source = folder / component
-            if not source.is_dir():
-                continue
-            (staging / component).mkdir()
-            for part in (loading.CONFIG_FILE, "training.json"):
+            source, target = folder / component, staging / component
+            target.mkdir()
+            for part in (loading.CONFIG_FILE, loading.HISTORY_FILE):
                 if (source / part).is_file():
-                    shutil.copy2(source / part, staging / component / part)
-            weights = source / loading.WEIGHTS_FILE
-            if weights.is_file():
+                    shutil.copy2(source / part, target / part)
+            if (source / loading.WEIGHTS_FILE).is_file():  # absent only for a CLIP named from open_clip
                 tensors = {k: (v.to(cast) if v.is_floating_point() else v).contiguous()
-                           for k, v in load_file(weights).items()}
-                save_file(tensors, staging / component / loading.WEIGHTS_FILE)
+                           for k, v in load_file(source / loading.WEIGHTS_FILE).items()}
+                write_weights(tensors, target / loading.WEIGHTS_FILE, component)
         previous = folder / SUMMARY_FILE
         summary = summarize(folder, json.loads(previous.read_text()) if previous.is_file() else None)
         files.write_json(staging / SUMMARY_FILE, summary)
-        (staging / CARD_FILE).write_text(model_card(staging, dtype))
+        (staging / CARD_FILE).write_text(model_card(staging, dtype, title=index.name or dest.name, licence=licence))
         files.replace_folder(staging, dest)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -69,24 +70,23 @@ def export_model(folder: str | Path, dest: str | Path, *, dtype: str = "fp16", n
     return dest
 
 
-def model_card(folder: Path, dtype: str) -> str:
+def model_card(folder: Path, dtype: str, *, title: str, licence: str | None = None) -> str:
     """The Hub model card of an exported folder: metadata (library, task, licence, tags) as huggingface_hub
     writes it, then what the model is, its components and how to run it."""
     from huggingface_hub import ModelCard, ModelCardData
 
     info = loading.model_info(folder)
-    index = loading.load_index(folder)
     imported = loading.read_json(folder / "imported.json") if (folder / "imported.json").is_file() else {}
-    licence = imported.get("license") or ("mit" if not imported else None)
-    data = ModelCardData(library_name="mav", pipeline_tag="text-to-video", license=licence,
+    data = ModelCardData(library_name="mav", pipeline_tag="text-to-video", license=licence or imported.get("license"),
                          tags=["make-a-video", "text-to-video", "video-diffusion"])
+    stages = ", ".join(STAGE_NAMES[c] for c in info["components"])
     rows = "\n".join(f"| {c} | {_params(meta.get('parameters'))} |" for c, meta in info["components"].items())
     lines = [
-        f"# {index.name or folder.name}",
+        f"# {title}",
         "",
-        "A Make-A-Video cascade (Singer et al. 2022) in mav's model folder format: CLIP, the prior P, the "
-        "pseudo-3D decoder D^t, masked frame interpolation ↑F and the super-resolution stages SR^t_l and SR_h."
-        + (f" Imported from `{imported['source']}`." if imported.get("source") else ""),
+        f"A Make-A-Video cascade (Singer et al. 2022) in mav's model folder format: {stages}."
+        + (f" Imported from `{imported['source']}`." if imported.get("source") else "")
+        + (f" Without {', '.join(info['skipped'])}: those stages are skipped." if info["skipped"] else ""),
         "",
         "| component | parameters |",
         "|---|---|",
@@ -97,8 +97,10 @@ def model_card(folder: Path, dtype: str) -> str:
         "",
         "## Use",
         "",
-        "    pip install mav",
+        "With mav installed (its README has the set-up), name this repository's id or a local copy of it:",
+        "",
         "    mav generate \"a large red circle on a blue background\" --model OWNER/NAME -o circle.mp4",
+        "    mav info --model OWNER/NAME",
         "",
     ]
     if (folder / TRAINING_NOTES).is_file():
@@ -124,12 +126,24 @@ def upload_plan(folder: str | Path) -> list[tuple[str, int]]:
 
 def push(folder: str | Path, repo_id: str, *, revision: str | None = None, private: bool = False,
          message: str | None = None, token: str | None = None) -> str:
-    """Create the model repo `repo_id` if need be and upload the folder's files (those `upload_plan` lists) in one
-    commit; returns the commit's URL."""
+    """Create the model repo `repo_id` (and the branch `revision`) if need be and upload the folder's files (those
+    `upload_plan` lists) in one commit; returns the commit's URL. A refusal of the Hub is a one-line ModelError."""
     from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     api = HfApi(token=token)
-    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-    info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model", revision=revision,
-                             allow_patterns=PUSH_PATTERNS, commit_message=message or f"Upload {Path(folder).name}")
+    try:
+        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        if revision is not None:
+            api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
+        info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model", revision=revision,
+                                 allow_patterns=PUSH_PATTERNS,
+                                 commit_message=message or f"Upload {Path(folder).name} with mav")
+    except OfflineModeIsEnabled:
+        raise ModelError(f"cannot push to {repo_id}: huggingface_hub is offline (HF_HUB_OFFLINE is set)") from None
+    except HfHubHTTPError as err:
+        raise ModelError(f"the Hub refused the push to {repo_id}: {checks.first_line(err)} (log in with "
+                         f"`hf auth login`, or pass a token with write access)") from None
+    except (OSError, ConnectionError, ValueError) as err:
+        raise ModelError(f"could not push to {repo_id}: {checks.first_line(err)}") from None
     return str(info.commit_url)

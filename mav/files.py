@@ -30,11 +30,13 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     (replacing any old file), on any error or Ctrl-C it is deleted."""
     path = Path(path)
     tmp = sibling(path, "tmp")
-    # created here with mode 0o666 minus the umask, the permissions a normal file gets, so that writers which
-    # would create it private (safetensors: 0o600) keep those when they truncate it
+    # created here with mode 0o666 minus the umask, the permissions a normal file gets; a writer that makes its
+    # file private (safetensors writes a new 0o600 file in its place) gets those permissions back before the rename
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    mode = tmp.stat().st_mode & 0o777
     try:
         yield tmp
+        os.chmod(tmp, mode)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -11,11 +11,12 @@ from pathlib import Path
 
 from mav.checks import first_line
 from mav.errors import ModelError, UsageError
-from mav.loading import CONFIG_FILE, INDEX_FILE, WEIGHTS_FILE, check_model_folder
+from mav.loading import CONFIG_FILE, HISTORY_FILE, INDEX_FILE, WEIGHTS_FILE, check_model_folder
 
 # what `mav pull` fetches: the index, each component's config, weights and training history, and what an imported
 # model carries beside them (its licence files, imported.json); nothing else in a Hub repo is ever read
-HUB_PATTERNS = [INDEX_FILE, f"*/{CONFIG_FILE}", f"*/{WEIGHTS_FILE}", "*/training.json", "LICENSE*", "imported.json"]
+HUB_PATTERNS = [INDEX_FILE, f"*/{CONFIG_FILE}", f"*/{WEIGHTS_FILE}", f"*/{HISTORY_FILE}", "LICENSE*",
+                "imported.json"]
 
 # Built-in models: name → folder under `weights/` in a checkout, or `mav/_weights/` in an installed package.
 REGISTRY: dict[str, Path] = {"shapes": Path("shapes")}

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 INDEX_FILE = "model_index.json"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+HISTORY_FILE = "training.json"  # the training stages run on a component (mav.train.stages.record_history)
 # Weight formats other tools write; named in the error so the user knows why they are ignored.
 FOREIGN_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.npz", "*.h5")
 _SHOWN_KEYS = 5  # how many bad tensor names an error message lists

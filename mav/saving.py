@@ -37,9 +37,7 @@ def save_component(folder: str | Path, component: str, module: nn.Module) -> Pat
     target = Path(folder) / component
     target.mkdir(parents=True, exist_ok=True)
     if not (isinstance(config, ClipConfig) and not config.has_weights_file):
-        tensors = _plain_tensors(module.state_dict())
-        with files.atomic_file(target / WEIGHTS_FILE) as tmp:
-            _save_safetensors(tensors, tmp, component)
+        write_weights(_plain_tensors(module.state_dict()), target / WEIGHTS_FILE, component)
     files.write_json(target / CONFIG_FILE, config_to_dict(config), sort_keys=True)
     return target
 
@@ -113,7 +111,10 @@ def _plain_tensors(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return tensors
 
 
-def _save_safetensors(tensors: dict[str, torch.Tensor], path: Path, component: str) -> None:
+def write_weights(tensors: dict[str, torch.Tensor], path: Path, component: str) -> None:
+    """A component's tensors as safetensors at `path`, written atomically with a normal file's permissions and
+    mav's metadata (the framework, the component)."""
     from safetensors.torch import save_file
 
-    save_file(tensors, path, metadata={"format": "pt", "mav_component": component})
+    with files.atomic_file(path) as tmp:
+        save_file(tensors, tmp, metadata={"format": "pt", "mav_component": component})

@@ -41,6 +41,8 @@ def probe(cases: list[list[str]], cwd: Path) -> list[dict]:
 def world(tmp_path, tiny_model, media):
     """Inputs of every kind a user gets wrong, and damaged copies of the tiny model."""
     (tmp_path / "folder").mkdir()
+    (tmp_path / "folder-with-a-file").mkdir()
+    (tmp_path / "folder-with-a-file" / "keep.txt").write_text("mine")
     (tmp_path / "empty-data").mkdir()
     (tmp_path / "text.png").write_text("not an image")
     (tmp_path / "text.mp4").write_text("not a video")
@@ -88,6 +90,14 @@ def test_errors_come_before_torch_with_their_exit_codes(world, tiny_model, media
         (["train", "clip", "--model", str(tiny_model), "--steps", "0"], 2, "steps"),
         (["train", "clip", "--model", str(tiny_model), "--data", "missing"], 4, "no such file"),
         (["train", "clip", "--model", str(tiny_model), "--data", "empty-data"], 4, "empty folder"),
+        (["train", "recipe", "--preset", "bogus", "--model", "missing-folder"], 2, "unknown preset"),
+        (["train", "recipe", "--run-dir", "x", "--model", "missing-folder"], 2, "--run-dir"),
+        (["init", "folder-with-a-file", "--preset", "tiny"], 4, "--overwrite"),
+        (["export", str(tiny_model), "out", "--dtype", "int8"], 2, "--dtype"),
+        (["export", "missing-folder", "out"], 3, "missing-folder"),
+        (["export", str(tiny_model), "exists.mp4"], 4, "not a folder"),
+        (["push", str(tiny_model), "not an id", "--dry-run"], 2, "owner/name"),
+        (["push", "no-index", "me/name", "--dry-run"], 3, "model_index.json"),
         (["generate", "x", "--model", "missing-folder"], 3, "missing-folder"),
         (["generate", "x", "--model", "no-index"], 3, "model_index.json"),
         (["generate", "x", "--model", "no-decoder"], 3, "decoder"),

@@ -4,6 +4,7 @@ its --dry-run, offline, and check that it lists exactly what huggingface_hub's u
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -95,3 +96,38 @@ def test_push_checks_before_any_upload(exported, tiny_model, tmp_path, capsys):
     capsys.readouterr()
     assert mav("push", tiny_model, "me/name", "--dry-run") == 0  # a folder without a card is pushed, with a warning
     assert "no model card" in capsys.readouterr().err
+
+
+def test_exported_weights_are_plain_files_with_mavs_metadata(exported, tiny_model):
+    from safetensors import safe_open
+
+    path = exported / "decoder" / "model.safetensors"
+    umask = os.umask(0)
+    os.umask(umask)
+    for written in (path, Path(tiny_model) / "decoder" / "model.safetensors"):  # by export, and by `mav init`
+        assert written.stat().st_mode & 0o777 == 0o666 & ~umask  # not safetensors' private 0600
+    with safe_open(path, framework="numpy") as f:
+        assert f.metadata() == {"format": "pt", "mav_component": "decoder"}
+
+
+def test_card_title_licence_and_home(tiny_model, tmp_path, monkeypatch):
+    nameless = tmp_path / "nameless"
+    shutil.copytree(tiny_model, nameless)
+    index = json.loads((nameless / "model_index.json").read_text())
+    (nameless / "model_index.json").write_text(json.dumps(dict(index, name="")))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    assert mav("export", nameless, "~/release") == 0
+    card = ModelCard.load(tmp_path / "home" / "release" / "README.md")
+    assert card.text.lstrip().startswith("# release") and card.data.license is None
+    assert mav("export", nameless, tmp_path / "mit", "--license", "mit") == 0
+    assert ModelCard.load(tmp_path / "mit" / "README.md").data.license == "mit"
+
+
+def test_a_refused_push_is_one_line_exit_3(exported, monkeypatch, capsys):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert mav("push", exported, "me/tiny-video") == 3
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mav: error: cannot push to me/tiny-video") and "\n" not in err

@@ -50,7 +50,6 @@ class Cascade:
         self.sr_high: SRHigh | None = self.stages.get("sr_high")
         self._check_compatible()
 
-
     def _check_compatible(self) -> None:
         clip = self.models.get("clip")
         if clip is None:

@@ -25,9 +25,9 @@ class Run:
 
 
 def check_common(seed: int | None, fps: float | None = None, num_frames: int | None = None,
-                  factor: int | None = None, *, min_frames: int = 1, prompt: str | None = None,
-                  steps: str | None = None, guidance: str | None = None, sampler: str | None = None,
-                  device: str = "auto", dtype: str = "fp32") -> Run:
+                 factor: int | None = None, *, min_frames: int = 1, prompt: str | None = None,
+                 steps: str | None = None, guidance: str | None = None, sampler: str | None = None,
+                 device: str = "auto", dtype: str = "fp32") -> Run:
     """The checks every mode shares (torch-free); the seed is drawn here when not given."""
     checks.at_least("--num-frames", num_frames, min_frames)
     checks.at_least("--factor", factor, 1)
@@ -49,7 +49,7 @@ class Checked:
     offline: bool
 
 
-def check_model(model: str | None, revision: str | None, offline: bool, cache_dir: str | None = None) -> Checked:
+def checked_model(model: str | None, revision: str | None, offline: bool, cache_dir: str | None = None) -> Checked:
     from mav import hub, loading
 
     folder = hub.resolve_model(model, revision=revision, offline=offline, cache_dir=cache_dir)
@@ -98,12 +98,8 @@ def read_input(path: str):
     return read_media(path)
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Commands
-
-
 def servable(model: Checked, run: Run, *, num_frames: int | None, factor: int | None, batch: int = 1,
-              base: bool = True) -> None:
+             base: bool = True) -> None:
     """Refuse, before the model loads, a factor ↑F was not trained for and (when the mode makes base frames with
     D^t, `base`) base frames that would not fit."""
     factor = factor or model.defaults.interpolation_factor
@@ -120,7 +116,7 @@ def on_cpu(run: Run) -> bool:
 
 
 def check_input(path: str, what: str, run: Run, *, image: bool = True, video: bool = True, min_frames: int = 1,
-           mode: str = "", frames_out=None, advice: str = "") -> str:
+                mode: str = "", frames_out=None, advice: str = "") -> str:
     """Check an input file by its header: its kind, its frame count where the mode needs several, and, with
     `frames_out` (input frames → frames of the result at the input's size), that the result fits in memory."""
     kind = checks.input_media(path, image=image, video=video, what=what)

@@ -28,8 +28,8 @@ def init(
     from mav.presets import preset as get_preset
 
     get_preset(preset)
-    path = saving.init_model(Path(folder), preset, seed=seed, overwrite=overwrite)
-    print(path)
+    checks.model_output(folder, overwrite)  # before torch: an existing folder or a file in the way
+    print(saving.init_model(Path(folder), preset, seed=seed, overwrite=overwrite))
 
 
 @app.command("import", epilog="Examples:\n\n  mav import kakaobrain/karlo-v1-alpha -o karlo-video --dtype fp16\n\n"
@@ -51,8 +51,7 @@ def import_(
     and super-resolution keep their weights, the new temporal layers start as the identity (so every frame is
     the image model's until `mav train decoder-video` teaches it motion)."""
     # 1. check every input before torch is imported
-    if dtype not in ("fp32", "fp16", "bf16"):
-        raise UsageError(f"--dtype must be fp32, fp16 or bf16, got {dtype!r}")
+    checks.dtype_name(dtype)  # the dtype the weights are stored in, not computed in
     checks.at_least("--frames", frames, 1)
     checks.model_output(output, overwrite)
     # 2. fetch, convert, inflate, write
@@ -114,26 +113,27 @@ def export(
     dest: Annotated[str, typer.Argument(help="The folder to write.")],
     dtype: Annotated[str, typer.Option(help="fp16 | bf16 | fp32: the dtype the weights are written in.")] = "fp16",
     name: Annotated[Optional[str], typer.Option(help="The model's name in model_index.json and its card.")] = None,
+    licence: Annotated[Optional[str], typer.Option("--license", help="The card's licence tag, e.g. mit or "
+                                                   "apache-2.0 (default: an imported model's own, else none).")]
+    = None,
     revision: RevisionOpt = None, offline: OfflineOpt = False, cache_dir: CacheOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Write a copy of a model to share: weights in fp16 (or --dtype), configs, training histories, a summary
     of the training runs and a model card (README.md), ready for `mav push`."""
-    from mav import hub, loading
-    from mav.export import EXPORT_DTYPES, export_model
+    from mav import hub
+    from mav.export import export_model
 
-    # 1. check every input before torch is imported
-    if dtype not in EXPORT_DTYPES:
-        raise UsageError(f"--dtype must be one of {', '.join(EXPORT_DTYPES)}, got {dtype!r}")
-    if name is not None and not name.strip():
-        raise UsageError("--name must not be empty")
-    checks.model_output(dest, overwrite)
+    # 1. check every input before torch is imported (export_model checks the dtype and the model folder first)
+    for option, value in (("--name", name), ("--license", licence)):
+        if value is not None and not value.strip():
+            raise UsageError(f"{option} must not be empty")
+    target = checks.model_output(dest, overwrite)
     folder = hub.resolve_model(model, revision=revision, offline=offline, cache_dir=cache_dir)
-    if Path(dest).absolute().resolve() == folder.resolve():
+    if target.absolute().resolve() == folder.resolve():
         raise UsageError(f"{dest} is the model being exported; write the copy to another folder")
-    loading.check_model(folder)
     # 2. cast, copy, write the card
-    print(export_model(folder, dest, dtype=dtype, name=name))
+    print(export_model(folder, target, dtype=dtype, name=name, licence=licence))
 
 
 @app.command(epilog="Examples:\n\n  mav push m-release me/shapes-video --dry-run\n\n"
@@ -172,4 +172,4 @@ def push(
             print(f"{len(plan)} files, {sum(n for _, n in plan):,} bytes would go to {repo_id}", file=sys.stderr)
         return
     url = push_folder(path, repo_id, revision=revision, private=private, message=message)
-    print(json.dumps({"repo_id": repo_id, "commit": url}) if json_out else url)
+    print(json.dumps({"repo_id": repo_id, "commit_url": url}) if json_out else url)

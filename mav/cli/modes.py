@@ -13,8 +13,9 @@ import typer
 from mav import checks
 from mav.cli.app import (CompileOpt, DeviceOpt, DtypeOpt, FrameChunkOpt, GuidanceOpt, JsonOpt, ModelOpt, OfflineOpt,
                          OutputOpt, OverwriteOpt, QuietOpt, RevisionOpt, SamplerOpt, SeedOpt, StepsOpt, app)
-from mav.cli.common import check_common, check_input, check_model, emit, load_pipeline, read_input, servable
+from mav.cli.common import check_common, check_input, checked_model, emit, load_pipeline, read_input, servable
 from mav.errors import ModelError
+
 
 @app.command(epilog="Examples:\n\n  mav generate \"a red circle on a blue background\" -o circle.mp4 --seed 1\n\n"
                     "  mav generate --prompts-file prompts.txt -o 'out/{index}-{seed}.mp4' --json")
@@ -37,14 +38,14 @@ def generate(
     # 1. every check that needs no model, before torch is imported
     prompts = checks.read_prompts(prompt, prompts_file)
     run = check_common(seed, fps, num_frames, factor, steps=steps, guidance=guidance_scale, sampler=sampler,
-                        device=device, dtype=dtype)
+                       device=device, dtype=dtype)
     checks.at_least("--batch-size", batch_size, 1)
     checks.until(until)
     seeds = checks.prompt_seeds(run.seed, len(prompts))
     template = output or ("{slug}-{seed}.mp4" if len(prompts) == 1 else "{index:03d}-{slug}-{seed}.mp4")
     paths = checks.outputs(template, seeds, [checks.slugify(p) for p in prompts], overwrite)
     # 2. what the model's configs say it can serve
-    checked = check_model(model, revision, offline)
+    checked = checked_model(model, revision, offline)
     servable(checked, run, num_frames=num_frames, factor=factor, batch=min(batch_size, len(prompts)))
     # 3. load the model once, then sample the prompts in batches, saving each video as soon as it is done
     pipe = load_pipeline(checked, run, quiet, compile_, frame_chunk)
@@ -72,11 +73,11 @@ def animate_image(
 ) -> None:
     """Image → video: keep the image as frame 0 and generate what follows."""
     run = check_common(seed, fps, num_frames, factor, min_frames=2, prompt=prompt, steps=steps,
-                        guidance=guidance_scale, sampler=sampler, device=device, dtype=dtype)
+                       guidance=guidance_scale, sampler=sampler, device=device, dtype=dtype)
     check_input(image, "image", run, video=False)
     (path,) = checks.outputs(output or f"{Path(image).stem}-animated-{{seed}}.mp4", [run.seed], [Path(image).stem],
                              overwrite)
-    checked = check_model(model, revision, offline)
+    checked = checked_model(model, revision, offline)
     servable(checked, run, num_frames=num_frames, factor=factor)
     pipe = load_pipeline(checked, run, quiet, compile_, frame_chunk)
     picture = read_input(image)
@@ -104,7 +105,7 @@ def interpolate(
 ) -> None:
     """Generate the frames between two images, or raise a video's frame rate by --factor."""
     run = check_common(seed, fps, num_frames, factor, min_frames=2, prompt=prompt, steps=steps,
-                        guidance=guidance_scale, sampler=sampler, device=device, dtype=dtype)
+                       guidance=guidance_scale, sampler=sampler, device=device, dtype=dtype)
     if last is None:
         checks.at_least("--factor", factor, 2)
         checks.input_media(first, image=False, what="video")  # its frames are read once the factor is known
@@ -113,12 +114,12 @@ def interpolate(
         check_input(last, "last image", run, video=False)
     (path,) = checks.outputs(output or f"{Path(first).stem}-interpolated-{{seed}}.mp4", [run.seed],
                              [Path(first).stem], overwrite)
-    checked = check_model(model, revision, offline)
+    checked = checked_model(model, revision, offline)
     servable(checked, run, num_frames=num_frames, factor=factor, base=last is not None)
     if last is None:  # at least 2 frames; the result has (n − 1)·k + 1 frames at the video's own size
         k = factor or checked.defaults.interpolation_factor
         check_input(first, "video", run, image=False, min_frames=2, mode="raising the frame rate",
-               frames_out=lambda n: (n - 1) * k + 1, advice="raise the frame rate of shorter parts")
+                    frames_out=lambda n: (n - 1) * k + 1, advice="raise the frame rate of shorter parts")
     pipe = load_pipeline(checked, run, quiet, compile_, frame_chunk)
     a = read_input(first)
     b = read_input(last) if last is not None else None
@@ -140,13 +141,13 @@ def extrapolate(
 ) -> None:
     """Continue a video for any number of frames."""
     run = check_common(seed, prompt=prompt, steps=steps, guidance=guidance_scale, sampler=sampler, device=device,
-                        dtype=dtype)
+                       dtype=dtype)
     checks.at_least("--frames", frames, 1)
     check_input(video, "video", run, image=False, frames_out=lambda n: n + frames,
-           advice="ask for fewer --frames, or continue a shorter or smaller clip")
+                advice="ask for fewer --frames, or continue a shorter or smaller clip")
     (path,) = checks.outputs(output or f"{Path(video).stem}-extended-{{seed}}.mp4", [run.seed], [Path(video).stem],
                              overwrite)
-    checked = check_model(model, revision, offline)
+    checked = checked_model(model, revision, offline)
     pipe = load_pipeline(checked, run, quiet, compile_, frame_chunk)
     clip = read_input(video)
     start = time.perf_counter()
@@ -169,7 +170,7 @@ def variations(
 ) -> None:
     """New videos like the input: its CLIP image embedding, and the input partly noised."""
     run = check_common(seed, None, num_frames, factor, prompt=prompt, steps=steps, guidance=guidance_scale,
-                        sampler=sampler, device=device, dtype=dtype)
+                       sampler=sampler, device=device, dtype=dtype)
     checks.at_least("-n", n, 1)
     checks.strength(strength)
     check_input(source, "input", run, frames_out=lambda n: n, advice="use a shorter or smaller clip")
@@ -177,7 +178,7 @@ def variations(
     stem = Path(source).stem
     template = output or (f"{stem}-variation-{{seed}}.mp4" if n == 1 else f"{stem}-variation-{{index}}-{{seed}}.mp4")
     paths = checks.outputs(template, seeds, [stem] * n, overwrite)
-    checked = check_model(model, revision, offline)
+    checked = checked_model(model, revision, offline)
     servable(checked, run, num_frames=num_frames, factor=factor, batch=n)
     pipe = load_pipeline(checked, run, quiet, compile_, frame_chunk)
     clip = read_input(source)
@@ -203,7 +204,7 @@ def upscale(
     check_input(video, "input", run, frames_out=lambda n: n, advice="upscale a shorter clip, or it in parts")
     (path,) = checks.outputs(output or f"{Path(video).stem}-upscaled-{{seed}}.mp4", [run.seed], [Path(video).stem],
                              overwrite)
-    checked = check_model(model, revision, offline)
+    checked = checked_model(model, revision, offline)
     if not any(s in checked.configs for s in stages):
         raise ModelError(f"{checked.folder} has none of the super-resolution stages {', '.join(stages)}")
     pipe = load_pipeline(checked, run, quiet, compile_, frame_chunk)

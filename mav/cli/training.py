@@ -11,7 +11,7 @@ import typer
 
 from mav import checks
 from mav.cli.app import DeviceOpt, DtypeOpt, ModelOpt, OfflineOpt, QuietOpt, RevisionOpt, SamplerOpt, StepsOpt, app
-from mav.cli.common import check_common, check_model, load_pipeline
+from mav.cli.common import check_common, checked_model, load_pipeline
 from mav.errors import UsageError
 
 @app.command(epilog="Examples:\n\n"
@@ -64,10 +64,11 @@ def train(
 ) -> None:
     """Train a stage of the cascade, in the paper's order, on one process or under torchrun."""
     from mav import loading
-    from mav.train.options import TrainConfig, plan
+    from mav.train.options import TrainConfig, check_new_run, plan
 
     # 1. check every input before torch is imported
     checks.training_stage(stage)
+    steps_plan = plan(stage, preset=preset, run_dir=run_dir)
     checks.data_source(data, data_format)
     checks.at_least("--max-skip", max_skip, 1)
     checks.at_least("--spatial-lr-scale", spatial_lr_scale, 0)
@@ -80,11 +81,11 @@ def train(
                          fsdp_reshard=fsdp_reshard)  # its own checks of every value
     folder = loading.check_model_folder(Path(model))
     loading.check_model(folder)
-    steps_plan = plan(stage, folder, preset=preset, run_dir=run_dir, resume=resume)
+    check_new_run(stage, folder, run_dir=run_dir, resume=resume)
     # 2. train (a recipe gates each stage before the next trains on it)
     from mav.device import resolve_device
     from mav.progress import reporter_for
-    from mav.train.recipe import train as run_training
+    from mav.train.recipe import run_training
     from mav.train.stages import StageOptions
 
     options = StageOptions(spatial_lr_scale=spatial_lr_scale, max_skip=max_skip, data_format=data_format,
@@ -125,7 +126,7 @@ def eval_(
         gates = checks.gates(stage)
         if run.steps is not None:
             raise UsageError("--steps does not go with --stage: gates sample with the model's own steps")
-    checked = check_model(model, revision, offline)
+    checked = checked_model(model, revision, offline)
     # 2. load the model, evaluate, print one table per section (or one JSON object)
     pipe = load_pipeline(checked, run, quiet)
     if gates is not None:
@@ -159,8 +160,3 @@ def _gates(pipe, gates: list[str], n: int, seed: int, json_out: bool) -> None:
     failed = [r for r in results if not r.passed]
     if failed:
         raise GateFailed(failed[0].line())
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Entry point: one-line errors with the documented exit codes
-

@@ -33,6 +33,7 @@ from torch import Tensor
 from mav import checks, files, hub, loading, saving
 from mav.config import ClipConfig, Defaults, ModelIndex, UNetConfig
 from mav.convert import IMAGE_ENCODER
+from mav.device import DTYPES
 from mav.errors import MediaError, ModelError, UsageError
 from mav.train.stages import record_history
 
@@ -295,16 +296,13 @@ def _licence(folder: Path) -> str | None:
     return None
 
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
 
 def import_unclip(source: str, output: str | Path, options: ImportOptions = ImportOptions(), *,
                   overwrite: bool = False, progress: Callable[[str], None] = lambda message: None) -> Path:
     """Convert `source` (folder or Hub repo) into the mav model folder `output`, written to a temporary sibling
     and renamed into place: an error leaves nothing behind, and an existing folder is replaced only with
     `overwrite`."""
-    if options.dtype not in DTYPES:
-        raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, got {options.dtype!r}")
+    checks.dtype_name(options.dtype)
     output = checks.model_output(output, overwrite)
     folder = source_folder(source, options)
     check_pipeline(folder)

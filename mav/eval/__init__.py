@@ -1,4 +1,5 @@
-"""Evaluation on the shapes world: a pixel judge (`judge`), the evaluation runs (`metrics`), tables (`report`).
+"""Evaluation on the shapes world: a pixel judge (`judge`), the measures (`metrics`), the
+evaluation run (`run`), the per-stage gates (`gates`), tables (`report`).
 
     from mav.eval import evaluate, score_videos
     report = evaluate(mav.load_pipeline("shapes"), n=16, seed=0)

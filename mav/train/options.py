@@ -121,19 +121,24 @@ def default_run_dir(folder: Path, stage: str) -> Path:
     return folder.absolute().parent / f"{folder.name}.runs" / stage
 
 
-def plan(stage: str, folder: Path, *, preset: str | None, run_dir: str | None, resume: bool
-         ) -> tuple[RecipeStep, ...] | None:
-    """What `mav train STAGE` is asked to run, refused before torch: a recipe's steps, or None for one stage. A
-    recipe keeps each stage beside the model; a stage whose run folder already holds a checkpoint needs --resume
-    to continue it or --run-dir for a new run."""
+def plan(stage: str, *, preset: str | None, run_dir: str | None) -> tuple[RecipeStep, ...] | None:
+    """What `mav train STAGE` is asked to run: a recipe's steps, or None for one stage (a recipe keeps each stage
+    beside the model, so --run-dir goes with one stage only)."""
     if stage == "recipe":
         if run_dir is not None:
             raise UsageError("--run-dir names one stage's folder; a recipe keeps each stage beside the model")
         return recipe(preset or "")
     if preset is not None:
         raise UsageError("--preset goes with `mav train recipe`")
+    return None
+
+
+def check_new_run(stage: str, folder: Path, *, run_dir: str | None, resume: bool) -> None:
+    """A stage whose run folder already holds a checkpoint needs --resume to continue it or --run-dir for a new
+    run (a recipe resumes or refuses stage by stage)."""
+    if stage == "recipe" or resume:
+        return
     existing = Path(run_dir) if run_dir is not None else default_run_dir(folder, stage)
-    if not resume and (existing / "checkpoint.pt").exists():
+    if (existing / "checkpoint.pt").exists():
         raise UsageError(f"{existing} already holds a checkpoint of {stage}: pass --resume to continue it, or "
                          f"--run-dir DIR to start a new run elsewhere")
-    return None

@@ -12,7 +12,7 @@ from mav.train.options import RecipeStep, TrainConfig, default_run_dir
 from mav.train.stages import StageOptions, completed, gate_stage, run_stage
 
 
-def train(stage: str, folder: Path, data: str, config: TrainConfig, *, plan: tuple[RecipeStep, ...] | None,
+def run_training(stage: str, folder: Path, data: str, config: TrainConfig, *, plan: tuple[RecipeStep, ...] | None,
           run_dir: str | None = None, resume: bool = False, options: StageOptions = StageOptions(),
           gate: bool = True, gate_n: int = 16, reporter=None, device: str | None = None) -> Path:
     """Train `stage` with `config`, or, with a `plan`, each of its stages with the plan's steps, batch, learning

@@ -27,10 +27,10 @@ from mav.checks import TRAINING_STAGES
 from mav.conditioning import NATIVE_FPS
 from mav.config import config_to_dict
 from mav.errors import ModelError, UsageError
+from mav.loading import HISTORY_FILE
 from mav.train.losses import LOSSES, MIN_SNR_GAMMA, clip_loss
 from mav.train.options import default_run_dir
 
-HISTORY_FILE = "training.json"
 
 
 
