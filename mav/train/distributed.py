@@ -10,6 +10,7 @@ between them and the plain full tensors a checkpoint holds, and are the identity
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -40,8 +41,13 @@ def setup_distributed(device: torch.device | str | None = None) -> tuple[int, in
 
 
 def teardown_distributed() -> None:
-    """Leave the process group, if any (the last call of a torchrun process)."""
+    """Leave the process group, if any (the last call of a torchrun process). On a normal exit the ranks meet
+    first, so none tears gloo down while another still has work in flight (a rank of the two-process test once
+    aborted at exit with "terminate called without an active exception" without it); while an exception is on
+    its way out (this is called from `finally`), they do not wait, since the other ranks may never arrive."""
     if dist.is_initialized():
+        if sys.exc_info()[1] is None:
+            dist.barrier()
         dist.destroy_process_group()
 
 
