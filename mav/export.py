@@ -60,7 +60,7 @@ def export_model(folder: str | Path, dest: str | Path, *, dtype: str = "fp16", n
                            for k, v in load_file(source / loading.WEIGHTS_FILE).items()}
                 write_weights(tensors, target / loading.WEIGHTS_FILE, component)
         previous = folder / SUMMARY_FILE
-        summary = summarize(folder, json.loads(previous.read_text()) if previous.is_file() else None)
+        summary = summarize(folder, loading.read_json(previous) if previous.is_file() else None)
         files.write_json(staging / SUMMARY_FILE, summary)
         (staging / CARD_FILE).write_text(model_card(staging, dtype, title=index.name or dest.name, licence=licence))
         files.replace_folder(staging, dest)

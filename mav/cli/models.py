@@ -156,8 +156,8 @@ def push(
     # 1. check every input before any upload
     if hub.parse_hub_id(repo_id) is None or "@" in repo_id:
         raise UsageError(f"the repo id must be owner/name, got {repo_id!r}")
-    path = loading.check_model_folder(Path(folder))
-    loading.check_model(path)
+    path = Path(folder)
+    loading.check_model(path)  # the index (so the folder itself), every config, every weights header
     plan = upload_plan(path)
     if not (path / CARD_FILE).is_file():
         print(f"mav: warning: {path} has no model card ({CARD_FILE}); `mav export` writes one", file=sys.stderr)
