@@ -90,16 +90,45 @@ def from_prior_space(x0: Tensor, stats: tuple[Tensor, Tensor] | None = None) -> 
     return torch.nn.functional.normalize(x0.float(), dim=-1)
 
 
-def frame_mask_cond(video: Tensor, known: Tensor) -> Tensor:
-    """The 4 extra input channels of ↑F: masked RGB (unknown frames zeroed) and a binary mask (1 = known frame).
+def frame_mask_cond(video: Tensor, known: Tensor, fill: str = "zeros") -> Tensor:
+    """The 4 extra input channels of ↑F: the masked RGB and a binary mask (1 = known frame).
 
-    video: b c f h w in [-1, 1]; known: (f,) or (b, f) bool.  Returns b (c+1) f h w.
+    video: b c f h w in [-1, 1]; known: (f,) or (b, f) bool, at least one frame known per sample when fill is
+    "blend".  fill: what the RGB channels hold at the unknown frames: "zeros" (the paper's zero padding) or
+    "blend" (`blend_known_frames`).  Returns b (c+1) f h w.
     """
     b, _, f, h, w = video.shape
     if known.dim() == 1:
         known = repeat(known, "f -> b f", b=b)
     mask = repeat(known.to(video.dtype), "b f -> b 1 f h w", h=h, w=w)
-    return torch.cat([video * mask, mask], dim=1)
+    if fill == "blend":
+        rgb = blend_known_frames(video, known)
+    elif fill == "zeros":
+        rgb = video * mask
+    else:
+        raise ValueError(f"fill must be zeros or blend, got {fill!r}")
+    return torch.cat([rgb, mask], dim=1)
+
+
+def blend_known_frames(video: Tensor, known: Tensor) -> Tensor:
+    """Each unknown frame as the linear blend of the nearest known frames before and after it, weighted by
+    distance; before the first and after the last known frame, that frame held (the torch twin of
+    `mav.eval.metrics.linear_blend`, the ↑F baseline).  video: b c f h w; known: (b, f) bool → b c f h w."""
+    b, _, f = video.shape[:3]
+    if not bool(known.any(1).all()):
+        raise ValueError("blending needs at least one known frame per clip")
+    idx = torch.arange(f, device=video.device).expand(b, f)
+    before = torch.where(known, idx, -1).cummax(1).values  # the last known frame ≤ j (−1: none)
+    after = torch.where(known, idx, f).flip(1).cummin(1).values.flip(1)  # the first known frame ≥ j (f: none)
+    before, after = torch.where(before < 0, after, before), torch.where(after >= f, before, after)
+    weight = torch.where(after > before, (idx - before) / (after - before).clamp(min=1), 0.0).to(video.dtype)
+
+    def frames(at: Tensor) -> Tensor:
+        return torch.gather(video, 2, repeat(at, "b f -> b c f h w", c=video.shape[1], h=video.shape[3],
+                                             w=video.shape[4]))
+
+    weight = rearrange(weight, "b f -> b 1 f 1 1")
+    return (1 - weight) * frames(before) + weight * frames(after)
 
 
 def sr_cond(low_res: Tensor, size: int, method: str = "bicubic") -> Tensor:

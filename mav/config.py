@@ -152,6 +152,8 @@ class UNetConfig:
     num_frames: int = 8  # frames per window it was trained on
     # SR models: diffuse the residual x − (upsampled input) instead of x, so the network models only the detail
     # that bicubic upsampling misses (much faster to learn than reproducing the whole frame from the input).
+    # ↑F with mask_fill "blend": diffuse x − (the blend of the given frames), so the network models only how the
+    # in-between frames differ from the blend (its baseline), where one object moves instead of two fading.
     residual: bool = False
     # Residual SR: the residual is diffused divided by this (≈ its std over the training data), so the network
     # sees a unit-variance target; the true residual of the shapes world has std ≈ 0.06 (32→64) and 0.04 (64→128).
@@ -178,6 +180,10 @@ class UNetConfig:
     # SR models: how the input is upsampled to the output size for the extra channels: bicubic (then clamped to
     # [−1, 1]) | antialias (torch's antialiased bicubic, not clamped: unCLIP's)
     cond_upsample: str = "bicubic"
+    # ↑F: what its masked-RGB input channels hold at the frames it is not given: zeros (the paper's zero padding) |
+    # blend (the linear blend of the nearest given frames: the same information, already in place at every frame,
+    # so the network refines the blend instead of first carrying the given frames across time)
+    mask_fill: str = "zeros"
     # A second network of the same shape denoises the last sampling step (unCLIP's super_res_last); its tensors are
     # the `last_step.` ones of the same weights file. Training trains the first network only.
     last_step_denoiser: bool = False
@@ -186,8 +192,8 @@ class UNetConfig:
     def __post_init__(self) -> None:
         if any(i < 0 or i >= len(self.widths) for i in self.attention_levels):
             raise ValueError(f"attention_levels {self.attention_levels} out of range for widths {self.widths}")
-        if self.residual and not self.low_res_size:
-            raise ValueError("residual=True is for SR models (low_res_size > 0)")
+        if self.residual and not (self.low_res_size or self.mask_fill == "blend"):
+            raise ValueError("residual=True is for SR models (low_res_size > 0) and ↑F with mask_fill='blend'")
         if not self.residual_scale > 0:
             raise ValueError(f"residual_scale must be > 0, got {self.residual_scale}")
         if self.noise_aug_max < 0 or not 0 <= self.noise_aug <= max(self.noise_aug_max, 0.0):
@@ -199,7 +205,7 @@ class UNetConfig:
             raise ValueError("fps_temporal needs fps_cond=True and temporal=True")
         for name, allowed in (("time_conditioning", ("scale_shift", "add")), ("resample", ("conv", "resblock")),
                               ("attention", ("transformer", "joint")), ("text_norm", ("before", "after")),
-                              ("cond_upsample", ("bicubic", "antialias"))):
+                              ("cond_upsample", ("bicubic", "antialias")), ("mask_fill", ("zeros", "blend"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.head_dim < 0 or self.norm_groups < 0 or self.context_dim < 0 or self.pooled_text_dim < 0:
@@ -213,7 +219,7 @@ class UNetConfig:
         if self.last_step_denoiser and not self.low_res_size:
             raise ValueError("last_step_denoiser is for SR models (low_res_size > 0)")
         if self.diffusion.variance == "learned_range" and self.residual:
-            raise ValueError("residual SR samples with the fixed variance; learned_range is for the decoder")
+            raise ValueError("a residual model samples with the fixed variance; learned_range is for the decoder")
 
     def heads_at(self, width: int) -> int:
         """Attention heads at a level of this width."""

@@ -199,3 +199,11 @@ def test_karlo(tmp_path):
     assert "| dtype | frames | frame chunk | step (s, median) | peak memory (GiB) |" in output
     assert [(r["frames"], r["frame_chunk"]) for r in data["rows"]] == [(2, 0), (2, 1)]
     assert all(r["median_s"] > 0 and r["peak_rss"] >= r["rss_after_build"] > 0 for r in data["rows"])
+
+
+def test_interpolator_noise(tmp_path, tiny_model):
+    data, output = bench("interpolator_noise", "--model", tiny_model, "-n", "2", "--t", "500", "50",
+                         tmp_path=tmp_path, timeout=300)
+    assert "| model | blend dB | pure noise dB | t=500 dB | t=50 dB |" in output
+    (row,) = data["rows"]
+    assert row["model"] == str(tiny_model) and all(row[k] > 0 for k in ("blend", "pure noise", "t=500", "t=50"))

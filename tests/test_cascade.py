@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import pytest
 import torch
 
@@ -58,3 +61,40 @@ def test_settings_and_timings_reach_every_stage(pipe):
     low = torch.zeros(1, 3, 2, 32, 32)
     pipe.sr_high.sample(low, [torch.Generator().manual_seed(0)], steps=1)
     assert set(pipe.timings) == {"sr_high"} and pipe.timings["sr_high"] > 0
+
+
+def test_unet_config_checks_the_interpolator_residual():
+    with pytest.raises(ValueError, match="mask_fill"):
+        UNetConfig(cond_channels=4, residual=True)  # a residual from zeros means nothing: it needs the blend
+    with pytest.raises(ValueError, match="mask_fill"):
+        UNetConfig(cond_channels=4, mask_fill="nearest")
+    assert UNetConfig(cond_channels=4, residual=True, mask_fill="blend").residual
+
+
+def test_residual_interpolator_samples_the_difference_from_the_blend(tiny_model, tmp_path, monkeypatch):
+    """A residual ↑F diffuses how the frames it makes differ from the blend of the given ones: with a network whose
+    x̂0 is always a zero residual, fill() returns exactly the blend, window by window, and keeps the given frames."""
+    from mav.conditioning import blend_known_frames
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model, folder)
+    path = folder / "interpolator" / "config.json"
+    path.write_text(json.dumps(dict(json.loads(path.read_text()), mask_fill="blend", residual=True,
+                                    residual_scale=0.1)))
+    inter = mav.load_pipeline(folder, device="cpu").interpolator
+    schedule = inter.schedule
+
+    def zero_residual(x_t, t, **kwargs):
+        rgb, given = kwargs["cond"][:, :3], kwargs["cond"][:, 3, :, 0, 0] > 0
+        torch.testing.assert_close(rgb, blend_known_frames(rgb, given))  # the network is shown the blend
+        sigma = schedule.sqrt_one_minus_alphas_cumprod[t.cpu()].float().view(-1, 1, 1, 1, 1)
+        return schedule.target(torch.zeros_like(x_t), x_t / sigma, t.cpu())
+
+    monkeypatch.setattr(inter.model, "forward", zero_residual)
+    g = torch.Generator().manual_seed(0)
+    video = torch.rand(1, 3, 9, 16, 16, generator=g) * 2 - 1
+    known = torch.zeros(9, dtype=torch.bool)
+    known[::4] = True
+    out = inter.fill(video, known, fps=8.0, embed=None, text=None, gens=[g], steps=3, guidance=1.0)
+    torch.testing.assert_close(out, blend_known_frames(video, known[None]), atol=1e-5, rtol=0)
+    assert torch.equal(out[:, :, known], video[:, :, known])

@@ -139,6 +139,21 @@ def test_min_snr_weight_is_min_snr_gamma_on_the_x0_error(prediction):
     torch.testing.assert_close(loss, per_sample.mean().float(), rtol=1e-5, atol=1e-8)
 
 
+def test_high_noise_share_of_timesteps():
+    from mav.diffusion.noise import draw_timesteps, generators
+
+    uniform = draw_timesteps(generators(range(4000)), 1000)
+    assert torch.equal(draw_timesteps(generators(range(4000)), 1000, 0.0), uniform)  # 0: the uniform draws exactly
+    assert abs(float((uniform >= 500).float().mean()) - 0.5) < 0.03
+    biased = draw_timesteps(generators(range(4000)), 1000, 0.5)
+    assert biased.min() >= 0 and biased.max() < 1000
+    assert abs(float((biased >= 500).float().mean()) - 0.75) < 0.03  # ½ from the top half + ½ · ½ uniform
+    assert abs(float((biased < 250).float().mean()) - 0.125) < 0.03  # the rest still covers the low end
+    assert bool((draw_timesteps(generators(range(200)), 1000, 1.0) >= 500).all())
+    with pytest.raises(ValueError, match="high_noise"):
+        draw_timesteps(generators([0]), 1000, 1.5)
+
+
 def test_training_loss_mask_scores_only_the_masked_elements():
     s = schedule(prediction="v")
     g = torch.Generator().manual_seed(1)

@@ -124,6 +124,26 @@ def test_linear_blend():
     assert [int(f[0, 0, 0]) for f in out] == [0, 50, 100, 150, 200, 200]
 
 
+@pytest.mark.parametrize("layout", ["100010001", "100000000", "111000000", "100100100", "001000010"])
+def test_mask_fill_blend_is_the_linear_blend_baseline(layout):
+    """↑F's "blend" fill puts the baseline it is judged against in its input: the torch blend of the conditioning
+    equals mav.eval.metrics.linear_blend on every layout (interpolation, animation, extrapolation, no ends known),
+    and the known frames and the mask channel are kept as they are."""
+    import torch
+
+    from mav.conditioning import frame_mask_cond
+
+    known = np.array([c == "1" for c in layout])
+    frames = np.random.default_rng(0).integers(0, 256, (9, 4, 4, 3)).astype(np.uint8)
+    video = torch.from_numpy(frames).double().permute(3, 0, 1, 2)[None]
+    cond = frame_mask_cond(video, torch.from_numpy(known), "blend")[0]
+    blended = np.round(cond[:3].permute(1, 2, 3, 0).numpy())
+    assert np.array_equal(blended, linear_blend(frames, known).astype(np.float64))
+    assert torch.equal(cond[3, :, 0, 0], torch.from_numpy(known).double())
+    zeros = frame_mask_cond(video, torch.from_numpy(known))[0]
+    assert not zeros[:3, torch.from_numpy(~known)].any() and torch.equal(zeros[:3, known], video[0][:, known])
+
+
 def test_score_videos_true_renders_near_perfect():
     scenes = [eval_scene(3, FULL, i)[0] for i in range(12)]
     full = [s.describe() for s in scenes]

@@ -118,6 +118,49 @@ def test_video_stages_never_see_text(ready_model, monkeypatch):
     assert any(s for s in seen)  # the image stage does use captions, so the spy is not blind
 
 
+def test_high_noise_option_reaches_the_timestep_draw(ready_model, monkeypatch):
+    """--high-noise (StageOptions.high_noise) sets the share of noisier-half timesteps the loss draws; by default
+    no stage has one, so its draws are the uniform ones."""
+    seen: list[float] = []
+    draw = losses.draw_timesteps
+
+    def spy(gens, timesteps, high_noise=0.0):
+        seen.append(high_noise)
+        return draw(gens, timesteps, high_noise)
+
+    monkeypatch.setattr(losses, "draw_timesteps", spy)
+    for share in (None, 0.7):
+        run_ = build_stage("interpolator", ready_model, "shapes", seed=0, steps=1, batch_size=2,
+                           options=stages.StageOptions(high_noise=share))
+        run_.loss_fn(run_.model, run_.batch_fn(0, range(2)), 0)
+    assert seen == [losses.HIGH_NOISE.get("interpolator", 0.0), 0.7]
+
+
+def test_residual_interpolator_trains_on_the_difference_from_the_blend(ready_model, monkeypatch):
+    """Training and sampling build the same inputs: a residual ↑F's loss is shown the blend of the given frames
+    and scores (clip − blend) / residual_scale, the quantity `Interpolator.fill` samples."""
+    from mav.conditioning import blend_known_frames
+
+    path = ready_model / "interpolator" / "config.json"
+    path.write_text(json.dumps(dict(json.loads(path.read_text()), mask_fill="blend", residual=True,
+                                    residual_scale=0.1)))
+    seen = {}
+    denoise = losses._denoise_loss
+
+    def spy(model, schedule, x0, gens, **kwargs):
+        seen.update(x0=x0, cond=kwargs["cond"])
+        return denoise(model, schedule, x0, gens, **kwargs)
+
+    monkeypatch.setattr(losses, "_denoise_loss", spy)
+    run_ = build_stage("interpolator", ready_model, "shapes", seed=0, steps=1, batch_size=4)
+    batch = run_.batch_fn(0, range(4))
+    run_.loss_fn(run_.model, batch, 0).backward()
+    given = seen["cond"][:, 3, :, 0, 0] > 0
+    blend = blend_known_frames(batch["video"], given)
+    torch.testing.assert_close(seen["cond"][:, :3], blend)
+    torch.testing.assert_close(seen["x0"], (batch["video"] - blend) / 0.1)
+
+
 def test_random_masks_cover_every_mode():
     gens = [torch.Generator().manual_seed(i) for i in range(200)]
     known = losses.random_known_frames(gens, 9)
@@ -307,6 +350,7 @@ def test_recipe_stops_at_the_first_stage_that_misses_its_gate(tiny_model, tmp_pa
     (["decoder-video", "--model", "{fresh}"], 3, "decoder-image"),
     (["prior", "--model", "{m}", "--data", "{tmp}/videos"], 2, "videos"),
     (["prior", "--model", "{m}", "--min-snr-gamma", "-1"], 2, "--min-snr-gamma must be ≥ 0"),
+    (["interpolator", "--model", "{m}", "--high-noise", "1.5"], 2, "--high-noise must be in [0, 1]"),
     (["recipe", "--preset", "tiny", "--model", "{m}", "--gate-n", "0"], 2, "--gate-n"),
 ])
 def test_bad_input(args, code, needle, ready_model, tiny_model, tmp_path, capsys):

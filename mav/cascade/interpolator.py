@@ -1,6 +1,8 @@
 """↑F, masked frame interpolation: D^t fine-tuned with 4 more input channels, the masked RGB of the frames it is
 given and a binary mask (paper §3.3). The same masked model raises the frame rate (every k-th frame known),
-continues a clip (the first frames known) and animates an image (frame 0 known)."""
+continues a clip (the first frames known) and animates an image (frame 0 known). mav's presets show it the
+linear blend of the given frames where the paper zero-pads, and let it diffuse the difference from that blend
+(`UNetConfig.mask_fill`, `residual`)."""
 
 from __future__ import annotations
 
@@ -38,13 +40,14 @@ class Interpolator(Stage):
             end = ahead[-1] + 1 if ahead else min(n, start + window)
             start = max(0, min(start, end - window))
             part, part_known = video[:, :, start:end], known[start:end]
-            cond = frame_mask_cond(part, part_known.to(device))
+            cond = frame_mask_cond(part, part_known.to(device), cfg.mask_fill)
             kwargs = unet_inputs(cfg, b, embed=embed, text=text, fps=fps, cond=cond, device=device)
             uncond = None
             if cfg.image_embed_dim and embed is not None:
                 uncond = dict(kwargs, image_embed=self.model.null_image_embed(embed.shape[0]).to(embed))
             noise = self.noise((b, 3, end - start, cfg.sample_size, cfg.sample_size), gens)
-            out = self.denoise(noise, kwargs, uncond, steps=steps, guidance=guidance, gens=gens, label=label)
+            out = self.denoise(noise, kwargs, uncond, steps=steps, guidance=guidance, gens=gens, label=label,
+                               offset=cond[:, :3] if cfg.residual else None, scale=cfg.residual_scale)
             keep = rearrange(part_known.to(device), "f -> 1 1 f 1 1")
             video[:, :, start:end] = torch.where(keep, part, out)
             known[start:end] = True

@@ -44,6 +44,12 @@ def at_least(option: str, value: float | None, minimum: float = 1) -> None:
         raise UsageError(f"{option} must be ≥ {minimum:g}, got {value:g}")
 
 
+def fraction(option: str, value: float | None) -> None:
+    """UsageError unless `value` (when given) is in [0, 1]."""
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise UsageError(f"{option} must be in [0, 1], got {value:g}")
+
+
 def seed(value: int | None) -> int:
     """A seed in 0…2³²−1, or a fresh random one (always reported back to the user)."""
     if value is None:

@@ -56,6 +56,9 @@ def train(
         help="Min-SNR-γ loss weighting (Hang et al. 2023); 0 turns it off (the plain mean over timesteps). "
              "Default: 5 for decoder-image, off for the other stages (they must lean on their conditioning "
              "at high noise, which it down-weights).")] = None,
+    high_noise: Annotated[Optional[float], typer.Option(
+        help="Share of training timesteps drawn from the noisier half of the schedule, the rest uniform "
+             "(0: every timestep alike, the default for every stage).")] = None,
     gate: Annotated[bool, typer.Option("--gate/--no-gate", help="recipe: after each stage, measure it against its "
                                        "baseline (`mav eval --stage`) and stop (exit 6) if it misses its bar.")]
     = True,
@@ -73,6 +76,7 @@ def train(
     checks.at_least("--max-skip", max_skip, 1)
     checks.at_least("--spatial-lr-scale", spatial_lr_scale, 0)
     checks.at_least("--min-snr-gamma", min_snr_gamma, 0)
+    checks.fraction("--high-noise", high_noise)
     checks.at_least("--gate-n", gate_n, 1)
     checks.device_name(device)
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup, schedule=schedule,
@@ -89,7 +93,7 @@ def train(
     from mav.train.stages import StageOptions
 
     options = StageOptions(spatial_lr_scale=spatial_lr_scale, max_skip=max_skip, data_format=data_format,
-                           min_snr_gamma=min_snr_gamma)
+                           min_snr_gamma=min_snr_gamma, high_noise=high_noise)
     device_name = None if device == "auto" else str(resolve_device(device))
     print(run_training(stage, folder, data, config, plan=steps_plan, run_dir=run_dir, resume=resume,
                        options=options, gate=gate, gate_n=gate_n, reporter=reporter_for(quiet), device=device_name))

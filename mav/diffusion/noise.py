@@ -35,9 +35,20 @@ def sample_generators(seed: int, index: Tensor) -> list[torch.Generator]:
     return [torch.Generator().manual_seed((seed * 1_000_003 + int(j)) % 2**63) for j in index.tolist()]
 
 
-def draw_timesteps(gens: Sequence[torch.Generator], timesteps: int) -> Tensor:
-    """(b,) timesteps uniform in [0, timesteps), item i from gens[i]."""
-    return torch.stack([torch.randint(timesteps, (), generator=g) for g in gens])
+def draw_timesteps(gens: Sequence[torch.Generator], timesteps: int, high_noise: float = 0.0) -> Tensor:
+    """(b,) timesteps, item i from gens[i]: uniform in [0, timesteps), or with `high_noise` > 0, a share
+    `high_noise` of the samples uniform in the noisier half [timesteps // 2, timesteps) and the rest uniform over
+    all (so the density of the noisier half is 1 + high_noise times the uniform's, the other half's 1 − high_noise
+    times). With 0 the draws are exactly the uniform's."""
+    if not 0.0 <= high_noise <= 1.0:
+        raise ValueError(f"high_noise must be in [0, 1], got {high_noise}")
+    if high_noise == 0.0:
+        return torch.stack([torch.randint(timesteps, (), generator=g) for g in gens])
+    out = []
+    for g in gens:
+        low = timesteps // 2 if float(torch.rand((), generator=g)) < high_noise else 0
+        out.append(torch.randint(low, timesteps, (), generator=g))
+    return torch.stack(out)
 
 
 def draw_uniform(gens: Sequence[torch.Generator]) -> Tensor:

@@ -26,7 +26,7 @@ from mav.checks import GATES
 from mav.conditioning import NATIVE_FPS
 from mav.errors import UsageError
 from mav.eval.judge import judge_video
-from mav.conditioning import frame_mask_cond, unet_inputs
+from mav.conditioning import frame_mask_cond, from_sr_residual, sr_residual, unet_inputs
 from mav.eval.metrics import (ATTRIBUTES, INTERPOLATION, eval_scene, linear_blend, motion, psnr, stack_clips,
                               unstack_clips)
 from mav.eval.run import (Clock, dense_skip, empty_text, extrapolation_section, interpolation_section, noise_seeds,
@@ -247,10 +247,11 @@ def gate_interpolator(pipe, n: int, seed: int) -> GateResult:
     return _result("interpolator", rows, start, n=n, factor=inter["factor"], fps=inter["fps"])
 
 
-def interpolator_x0_psnr(pipe, n: int, seed: int) -> tuple[float, float]:
+def interpolator_x0_psnr(pipe, n: int, seed: int, t: int | None = None) -> tuple[float, float]:
     """PSNR on the hidden frames of ↑F's one-step x̂0 from pure noise (t = T−1) at the served layout, and of the
     linear blend of the keys: what ↑F infers from the keys alone, before any sampling, which must already beat
-    blending if it has learned where things move."""
+    blending if it has learned where things move. With `t`, x̂0 from the true clip (for a residual ↑F, the true
+    residual from the blend) noised to t instead (`benchmarks/interpolator_noise.py`)."""
     inter = pipe.stages["interpolator"]
     model, cfg, schedule = inter.model, inter.config, inter.schedule
     k = max(2, pipe.defaults.interpolation_factor)
@@ -259,18 +260,26 @@ def interpolator_x0_psnr(pipe, n: int, seed: int) -> tuple[float, float]:
     known = np.zeros(frames, dtype=bool)
     known[::k] = True
     truth = [render_clip(eval_scene(seed, INTERPOLATION, i)[0], frames, skip, cfg.sample_size)[0] for i in range(n)]
-    x = stack_clips(truth, pipe.device)
+    clean = stack_clips(truth, pipe.device)
+    x = clean.clone()
     x[:, :, torch.from_numpy(~known).to(x.device)] = 0.0
     anchor = int(np.nonzero(known)[0][known.sum() // 2])
     embed = pipe.encode_images(x[:, :, anchor]) if "clip" in pipe.models else None
     kwargs = unet_inputs(cfg, n, embed=embed, text=empty_text(pipe, n), fps=fps, device=pipe.device,
-                         cond=frame_mask_cond(x, torch.from_numpy(known).to(x.device)))
+                         cond=frame_mask_cond(x, torch.from_numpy(known).to(x.device), cfg.mask_fill))
     gens = generators(noise_seeds(seed, GATE_SECTION + GATES.index("interpolator"), 0, n))
-    t = torch.full((n,), schedule.num_timesteps - 1, dtype=torch.long)
+    blend = kwargs["cond"][:, :3]
     x_t = gaussian_noise(tuple(x.shape), gens, pipe.device)
+    if t is not None:
+        x_t = schedule.q_sample(sr_residual(clean, blend, cfg.residual_scale) if cfg.residual else clean,
+                                torch.full((n,), t, dtype=torch.long), x_t)
+    t = torch.full((n,), schedule.num_timesteps - 1 if t is None else t, dtype=torch.long)
     with torch.no_grad():
         out = model(x_t, t.to(pipe.device), **kwargs).float()[:, :x_t.shape[1]]  # (a learned variance's half off)
-        x0 = schedule.predict_x0(x_t, t, out).clamp(-1, 1)
+        x0 = schedule.predict_x0(x_t, t, out)
+        if cfg.residual:  # the network's x̂0 is the residual from the blend in its input
+            x0 = from_sr_residual(x0, blend, cfg.residual_scale)
+        x0 = x0.clamp(-1, 1)
     made = unstack_clips(x0, fps)
     return (float(np.mean([psnr(m[~known], tr[~known]) for m, tr in zip(made, truth)])),
             float(np.mean([psnr(linear_blend(tr, known)[~known], tr[~known]) for tr in truth])))

@@ -23,6 +23,10 @@ from mav.diffusion.noise import draw_timesteps, draw_uniform, gaussian_noise, sa
 # SR on its low-res input (whose x̂0 from pure noise must already beat bicubic), P on the text; so those weight
 # every timestep alike.
 MIN_SNR_GAMMA = {"decoder-image": 5.0}
+# Share of a stage's samples whose timestep is drawn from the noisier half of the schedule (the rest uniform, the
+# `--high-noise` option): none by default; on ↑F it gained little at the top of the schedule and cost the low-noise
+# end (weights/shapes/TRAINING.md §4).
+HIGH_NOISE: dict[str, float] = {}
 CFG_DROPOUT = 0.1  # chance a sample's conditioning is dropped, so classifier-free guidance has an unconditional model
 
 
@@ -45,16 +49,17 @@ def _drop(text: tuple[Tensor, Tensor, Tensor], empty: tuple[Tensor, Tensor, Tens
 
 
 def _denoise_loss(model, schedule, x0: Tensor, gens, *, mask: Tensor | None = None,
-                  min_snr_gamma: float | None = None, **kwargs) -> Tensor:
+                  min_snr_gamma: float | None = None, high_noise: float = 0.0, **kwargs) -> Tensor:
     """ε-, v- or x0-prediction MSE at timesteps and noise drawn from each sample's generator (only where `mask`,
-    each sample weighted by min-SNR-γ when `min_snr_gamma` is set)."""
-    t = draw_timesteps(gens, schedule.num_timesteps).to(x0.device)
+    each sample weighted by min-SNR-γ when `min_snr_gamma` is set, a share `high_noise` of the timesteps from the
+    noisier half)."""
+    t = draw_timesteps(gens, schedule.num_timesteps, high_noise).to(x0.device)
     noise = gaussian_noise(x0.shape, gens, x0.device)
     out = model(schedule.q_sample(x0, t, noise), t, **kwargs)
     return schedule.training_loss(out.float(), x0, noise, t, mask=mask, min_snr_gamma=min_snr_gamma)
 
 
-def _prior_loss(*, schedule, clip, seed, config, gamma=None, stats=None, **_):
+def _prior_loss(*, schedule, clip, seed, config, gamma=None, high_noise=0.0, stats=None, **_):
     empty = _EmptyPrompt(clip)
 
     def loss_fn(model, batch, step):
@@ -66,11 +71,11 @@ def _prior_loss(*, schedule, clip, seed, config, gamma=None, stats=None, **_):
         tokens, pooled, mask = _drop(_text(clip, batch["caption"], device), empty(len(gens), device),
                                      keep)
         return _denoise_loss(model, schedule, to_prior_space(embed, stats), gens, text_tokens=tokens, text_embed=pooled,
-                             text_mask=mask, min_snr_gamma=gamma)
+                             text_mask=mask, min_snr_gamma=gamma, high_noise=high_noise)
     return loss_fn
 
 
-def _decoder_image_loss(*, schedule, clip, seed, config, gamma=None, **_):
+def _decoder_image_loss(*, schedule, clip, seed, config, gamma=None, high_noise=0.0, **_):
     empty = _EmptyPrompt(clip)
 
     def loss_fn(model, batch, step):
@@ -81,7 +86,8 @@ def _decoder_image_loss(*, schedule, clip, seed, config, gamma=None, **_):
         keep = (draw_uniform(gens) >= CFG_DROPOUT).to(device)
         text = _drop(_text(clip, batch["caption"], device), empty(len(gens), device), keep)
         kwargs = unet_inputs(config, len(gens), embed=embed, keep=keep, text=Text(*text))
-        return _denoise_loss(model, schedule, images, gens, temporal=False, min_snr_gamma=gamma, **kwargs)
+        return _denoise_loss(model, schedule, images, gens, temporal=False, min_snr_gamma=gamma, high_noise=high_noise,
+                             **kwargs)
     return loss_fn
 
 
@@ -115,7 +121,7 @@ def _no_text(empty: _EmptyPrompt, batch: dict, device) -> tuple[Tensor, Tensor, 
     return empty(batch["video"].shape[0], device)
 
 
-def _decoder_video_loss(*, schedule, clip, seed, config, gamma=None, **_):
+def _decoder_video_loss(*, schedule, clip, seed, config, gamma=None, high_noise=0.0, **_):
     empty = _EmptyPrompt(clip)
 
     def loss_fn(model, batch, step):
@@ -124,7 +130,7 @@ def _decoder_video_loss(*, schedule, clip, seed, config, gamma=None, **_):
         keep = (draw_uniform(gens) >= CFG_DROPOUT).to(device)
         kwargs = unet_inputs(config, len(gens), embed=_video_embed(clip, video), keep=keep,
                              text=Text(*_no_text(empty, batch, device)), fps=batch["fps"])
-        return _denoise_loss(model, schedule, video, gens, min_snr_gamma=gamma, **kwargs)
+        return _denoise_loss(model, schedule, video, gens, min_snr_gamma=gamma, high_noise=high_noise, **kwargs)
     return loss_fn
 
 
@@ -177,7 +183,7 @@ def _pick_known(gens: list[torch.Generator], known: Tensor) -> Tensor:
     return torch.stack(picks)
 
 
-def _interpolator_loss(*, schedule, clip, seed, config, gamma=None, factor: int = 4, **_):
+def _interpolator_loss(*, schedule, clip, seed, config, gamma=None, high_noise=0.0, factor: int = 4, **_):
     empty = _EmptyPrompt(clip)
 
     def loss_fn(model, batch, step):
@@ -186,11 +192,13 @@ def _interpolator_loss(*, schedule, clip, seed, config, gamma=None, factor: int 
         known = random_known_frames(gens, video.shape[2], factor).to(device)
         keep = (draw_uniform(gens) >= CFG_DROPOUT).to(device)
         embed = _frame_embed(clip, video, _pick_known(gens, known))
+        cond = frame_mask_cond(video, known, config.mask_fill)
         kwargs = unet_inputs(config, len(gens), embed=embed, keep=keep,
-                             text=Text(*_no_text(empty, batch, device)), fps=batch["fps"],
-                             cond=frame_mask_cond(video, known))
+                             text=Text(*_no_text(empty, batch, device)), fps=batch["fps"], cond=cond)
         unknown = rearrange(~known, "b f -> b 1 f 1 1")  # the loss scores only the frames ↑F must make
-        return _denoise_loss(model, schedule, video, gens, mask=unknown, min_snr_gamma=gamma, **kwargs)
+        target = sr_residual(video, cond[:, :3], config.residual_scale) if config.residual else video
+        return _denoise_loss(model, schedule, target, gens, mask=unknown, min_snr_gamma=gamma, high_noise=high_noise,
+                             **kwargs)
     return loss_fn
 
 
@@ -216,11 +224,11 @@ def sr_training_inputs(batch: dict, key: str, config, gens) -> tuple[Tensor, dic
 
 
 def _sr_loss(key: str):
-    def make(*, schedule, clip, seed, config, gamma=None, **_):
+    def make(*, schedule, clip, seed, config, gamma=None, high_noise=0.0, **_):
         def loss_fn(model, batch, step):
             gens = sample_generators(seed, batch["index"])
             target, kwargs = sr_training_inputs(batch, key, config, gens)
-            return _denoise_loss(model, schedule, target, gens, min_snr_gamma=gamma, **kwargs)
+            return _denoise_loss(model, schedule, target, gens, min_snr_gamma=gamma, high_noise=high_noise, **kwargs)
         return loss_fn
     return make
 
@@ -232,5 +240,5 @@ LOSSES = {"prior": _prior_loss, "decoder-image": _decoder_image_loss, "decoder-v
           "interpolator": _interpolator_loss, "sr-low": _sr_low_loss, "sr-high": _sr_high_loss}
 
 
-__all__ = ["LOSSES", "clip_loss", "MIN_SNR_GAMMA", "CFG_DROPOUT", "MaskMix", "random_known_frames",
+__all__ = ["LOSSES", "clip_loss", "MIN_SNR_GAMMA", "HIGH_NOISE", "CFG_DROPOUT", "MaskMix", "random_known_frames",
            "sr_training_inputs"]

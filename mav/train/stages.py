@@ -28,7 +28,7 @@ from mav.conditioning import NATIVE_FPS
 from mav.config import config_to_dict
 from mav.errors import ModelError, UsageError
 from mav.loading import HISTORY_FILE
-from mav.train.losses import LOSSES, MIN_SNR_GAMMA, clip_loss
+from mav.train.losses import HIGH_NOISE, LOSSES, MIN_SNR_GAMMA, clip_loss
 from mav.train.options import default_run_dir
 
 
@@ -67,6 +67,8 @@ class StageOptions:
     data_format: str | None = None  # images | videos | shards (default: detected)
     min_snr_gamma: float | None = None  # min-SNR-γ loss weighting (Hang et al. 2023); None: the stage's default
                                         # (MIN_SNR_GAMMA), 0: off (the plain mean over timesteps)
+    high_noise: float | None = None  # share of timesteps drawn from the noisier half; None: the stage's default
+                                     # (HIGH_NOISE), 0: every timestep alike
 
 
 @dataclass
@@ -176,12 +178,14 @@ def build_stage(name: str, folder: Path, data: str, *, seed: int, steps: int, ba
     frozen = {"clip": clip} if clip is not None else {}
     defaults = loading.load_index(folder).defaults
     gamma = MIN_SNR_GAMMA.get(name) if options.min_snr_gamma is None else options.min_snr_gamma or None
+    high_noise = HIGH_NOISE.get(name, 0.0) if options.high_noise is None else options.high_noise
     stats = None
     if getattr(config, "embedding_stats", False):  # unCLIP's prior: its space is standardised by fixed statistics
         stats = tuple(p.detach().clone() for p in model.stats)
         model.clip_mean.requires_grad_(False)
         model.clip_std.requires_grad_(False)
     loss = LOSSES[spec.name](schedule=schedule, clip=clip, seed=seed, config=config, gamma=gamma,
+                             high_noise=high_noise,
                              factor=defaults.interpolation_factor, stats=stats)
     groups = None
     if spec.name in ("decoder-image", "decoder-video"):
