@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from mav.conditioning import NATIVE_FPS, sr_cond
+from mav.conditioning import NATIVE_FPS, blend_known_frames, sr_cond
 from mav.eval.judge import COLORS, Readings, judge_video
 from mav.media import Video, to_unit
 from mav.world import SHAPES, SIZES, SPEED_RANGE, Scene, parse_prompt, random_scene
@@ -51,19 +51,14 @@ def linear_blend(frames: np.ndarray, known: np.ndarray) -> np.ndarray:
     """Fill the unknown frames of uint8 (F, H, W, 3) by blending the nearest known frames on either side.
 
     Frame j between known frames i0 < j < i1 is (1 − w)·x[i0] + w·x[i1], w = (j − i0)/(i1 − i0); before the
-    first or after the last known frame, that frame is held.
+    first or after the last known frame, that frame is held (`mav.conditioning.blend_known_frames`, what a
+    blend-filled ↑F is shown, in float64 here).
     """
     known = np.asarray(known, dtype=bool)
-    idx = np.nonzero(known)[0]
-    if len(idx) == 0:
+    if not known.any():
         raise ValueError("linear_blend needs at least one known frame")
-    x = frames.astype(np.float64)
-    out = x.copy()
-    for j in np.nonzero(~known)[0]:
-        i1 = idx[np.searchsorted(idx, j)] if j < idx[-1] else idx[-1]
-        i0 = idx[np.searchsorted(idx, j) - 1] if j > idx[0] else idx[0]
-        w = 0.0 if i1 == i0 else (j - i0) / (i1 - i0)
-        out[j] = (1 - w) * x[i0] + w * x[i1]
+    video = rearrange(torch.from_numpy(frames.astype(np.float64)), "f h w c -> 1 c f h w")
+    out = rearrange(blend_known_frames(video, torch.from_numpy(known)[None]), "1 c f h w -> f h w c").numpy()
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
