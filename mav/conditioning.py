@@ -112,8 +112,8 @@ def frame_mask_cond(video: Tensor, known: Tensor, fill: str = "zeros") -> Tensor
 
 def blend_known_frames(video: Tensor, known: Tensor) -> Tensor:
     """Each unknown frame as the linear blend of the nearest known frames before and after it, weighted by
-    distance; before the first and after the last known frame, that frame held (the torch twin of
-    `mav.eval.metrics.linear_blend`, the ↑F baseline).  video: b c f h w; known: (b, f) bool → b c f h w."""
+    distance; before the first and after the last known frame, that frame held (also the ↑F baseline, through
+    `mav.eval.metrics.linear_blend`).  video: b c f h w; known: (b, f) bool → b c f h w."""
     b, _, f = video.shape[:3]
     if not bool(known.any(1).all()):
         raise ValueError("blending needs at least one known frame per clip")

@@ -29,9 +29,13 @@ class PlainReporter(Reporter):
 
     @contextmanager
     def stage(self, name: str, total: int) -> Iterator[StepCallback]:
-        start = time.perf_counter()
-        yield lambda i, n: None
-        print(f"{name}: {total} steps in {time.perf_counter() - start:.1f} s", file=self.stream, flush=True)
+        start, reached = time.perf_counter(), [total]
+
+        def advance(i: int, n: int) -> None:
+            reached[0] = i
+        yield advance
+        steps = f"{total}" if reached[0] >= total else f"{reached[0]} of {total}"  # a run stopped early says so
+        print(f"{name}: {steps} steps in {time.perf_counter() - start:.1f} s", file=self.stream, flush=True)
 
     def message(self, text: str) -> None:
         print(text, file=self.stream, flush=True)

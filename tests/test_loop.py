@@ -129,6 +129,34 @@ def test_constant_schedule_run_can_be_extended(tmp_path):
     assert_close(params(longer_ema), params(whole_ema))
 
 
+def test_batch_workers_train_exactly_as_the_training_process_does(tmp_path):
+    cfg = TrainConfig(steps=6, batch_size=4, lr=1e-2, warmup_steps=2, schedule="cosine", grad_accum=2,
+                      ema_decay=0.8, log_every=3)
+    inline, inline_ema = train(tmp_path / "inline", cfg, dropout=0.2)
+    ahead, ahead_ema = train(tmp_path / "ahead", TrainConfig(**{**cfg.__dict__, "workers": 2}), dropout=0.2)
+    assert_close(params(ahead.module), params(inline.module), atol=0)
+    assert_close(params(ahead_ema), params(inline_ema), atol=0)
+
+
+def test_time_limit_stops_with_a_checkpoint_that_resumes_exactly(tmp_path, monkeypatch):
+    cfg = TrainConfig(steps=8, batch_size=4, lr=1e-2, warmup_steps=2, schedule="cosine", ema_decay=0.8,
+                      log_every=100, checkpoint_every=0)
+    whole, whole_ema = train(tmp_path / "whole", cfg)
+    clock = iter(range(1000))  # each look at the clock is one second later; the limit falls after step 3
+    monkeypatch.setattr(loop.time, "monotonic", lambda: float(next(clock)))
+    limited = TrainConfig(**{**cfg.__dict__, "max_seconds": 2.5})
+    cut, _ = train(tmp_path / "cut", limited)
+    assert cut.steps_done == 3
+    assert torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=True)["step"] == 3
+    lines = [json.loads(line) for line in (tmp_path / "cut" / METRICS).read_text().splitlines()]
+    assert [r["step"] for r in lines] == [0, 3]  # the stopping step is logged
+    monkeypatch.undo()
+    resumed, resumed_ema = train(tmp_path / "cut", cfg, resume=True)  # the limit is not part of the trajectory
+    assert resumed.steps_done == 8
+    assert_close(params(resumed.module), params(whole.module))
+    assert_close(params(resumed_ema), params(whole_ema))
+
+
 def test_resume_refuses_a_different_fingerprint(tmp_path):
     cfg = TrainConfig(steps=2, batch_size=2, log_every=1)
     train(tmp_path, cfg)

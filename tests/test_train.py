@@ -287,6 +287,24 @@ def test_train_writes_the_component_and_resume_is_exact(ready_model, tmp_path):
     assert [h["stage"] for h in stages.history(other, "decoder")][-1] == "decoder-image"
 
 
+def test_batch_workers_and_time_limit_on_a_real_stage(ready_model, tmp_path):
+    inline, ahead, limited = (tmp_path / name for name in ("inline", "ahead", "limited"))
+    for folder in (inline, ahead, limited):
+        shutil.copytree(ready_model, folder)
+    common = ("--steps", 3, "--batch-size", 4, "--warmup", 2, "--schedule", "cosine")
+    assert _train("interpolator", "--model", inline, *common) == 0
+    assert _train("interpolator", "--model", ahead, *common, "--workers", 2) == 0
+    a, b = (loading.load_component(f, "interpolator").state_dict() for f in (inline, ahead))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # batches built ahead by worker processes are the same batches
+    assert _train("interpolator", "--model", limited, *common, "--max-minutes", 1e-6) == 0
+    last = stages.history(limited, "interpolator")[-1]
+    assert last["steps"] == 1 and last["planned_steps"] == 3  # stopped after its first step, and says so
+    run_dir = stages.default_run_dir(limited, "interpolator")
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"] == 1
+    assert _train("interpolator", "--model", limited, *common, "--resume") == 0  # and goes on from there
+    assert stages.history(limited, "interpolator")[-1]["steps"] == 3
+
+
 def test_resume_with_another_config_names_the_mismatch(ready_model, capsys):
     assert _train("sr-high", "--model", ready_model, "--steps", 1, "--batch-size", 2) == 0
     assert _train("sr-high", "--model", ready_model, "--steps", 2, "--batch-size", 2, "--lr", 5e-4,
@@ -352,6 +370,8 @@ def test_recipe_stops_at_the_first_stage_that_misses_its_gate(tiny_model, tmp_pa
     (["prior", "--model", "{m}", "--min-snr-gamma", "-1"], 2, "--min-snr-gamma must be ≥ 0"),
     (["interpolator", "--model", "{m}", "--high-noise", "1.5"], 2, "--high-noise must be in [0, 1]"),
     (["recipe", "--preset", "tiny", "--model", "{m}", "--gate-n", "0"], 2, "--gate-n"),
+    (["prior", "--model", "{m}", "--workers", "-1"], 2, "--workers must be ≥ 0"),
+    (["prior", "--model", "{m}", "--max-minutes", "-5"], 2, "--max-minutes must be ≥ 0"),
 ])
 def test_bad_input(args, code, needle, ready_model, tiny_model, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
@@ -415,3 +435,33 @@ def test_stages_train_on_real_folders(ready_model, tmp_path):
     assert _train("decoder-video", "--model", ready_model, "--data", videos, "--steps", 2, "--batch-size", 2,
                   "--max-skip", 2) == 0
     assert [h.get("data") for h in stages.history(ready_model, "decoder")][-2:] == [str(images), str(videos)]
+
+
+def test_one_gpu_script_trains_a_lane_and_merges_it(ready_model, tmp_path):
+    """examples/train_on_one_gpu.py, run on the CPU at a tiny scale: the decoder lane trains D on images then
+    D^t in its own copy, and only the decoder comes back into the merged folder."""
+    out = tmp_path / "round"
+    script = Path(__file__).resolve().parents[1] / "examples" / "train_on_one_gpu.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--model", str(ready_model), "--out", str(out), "--minutes", "0.1",
+         "--device", "cpu", "--only", "decoder", "--batch-scale", "0.02", "--calibration-steps", "3"],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    merged = out / "model"
+    trained = [h["stage"] for h in stages.history(merged, "decoder")][-2:]
+    assert trained == ["decoder-image", "decoder-video"]
+    assert not torch.equal(*(loading.load_component(f, "decoder").state_dict()["conv_in.weight"]
+                             for f in (merged, ready_model)))
+    untouched = {k: v for k, v in _digest(merged).items() if not k.startswith("decoder/")}
+    assert untouched == {k: v for k, v in _digest(ready_model).items() if not k.startswith("decoder/")}
+    for stage in trained:
+        assert (out / "runs" / f"decoder-{stage}" / "metrics.jsonl").is_file()
+    loading.check_model(merged)
+
+
+def test_a_stage_stopped_by_its_time_limit_is_not_complete(tmp_path):
+    (tmp_path / "decoder").mkdir()
+    record_history(tmp_path, "decoder", {"stage": "decoder-image", "steps": 40, "planned_steps": 100})
+    assert not stages.completed(tmp_path, "decoder-image")  # `mav train recipe --resume` trains it on
+    record_history(tmp_path, "decoder", {"stage": "decoder-image", "steps": 100})
+    assert stages.completed(tmp_path, "decoder-image")

@@ -52,6 +52,12 @@ def train(
                                                  "weights after its forward (least memory) or keep them for the "
                                                  "backward (fewer all-gathers).")] = True,
     bf16: Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")] = True,
+    workers: Annotated[int, typer.Option(help="Processes that build batches ahead of the training step (0: "
+                                         "in the training process). Worth it on a GPU, where rendering or "
+                                         "decoding would otherwise leave it waiting.")] = 0,
+    max_minutes: Annotated[float, typer.Option(help="Stop each stage after this many minutes, with its "
+                                               "checkpoint and weights written (--resume goes on; 0: no "
+                                               "limit).")] = 0.0,
     min_snr_gamma: Annotated[Optional[float], typer.Option(
         help="Min-SNR-γ loss weighting (Hang et al. 2023); 0 turns it off (the plain mean over timesteps). "
              "Default: 5 for decoder-image, off for the other stages (they must lean on their conditioning "
@@ -78,11 +84,13 @@ def train(
     checks.at_least("--min-snr-gamma", min_snr_gamma, 0)
     checks.fraction("--high-noise", high_noise)
     checks.at_least("--gate-n", gate_n, 1)
+    checks.at_least("--workers", workers, 0)
+    checks.at_least("--max-minutes", max_minutes, 0)
     checks.device_name(device)
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup, schedule=schedule,
                          grad_accum=grad_accum, grad_clip=grad_clip, ema_decay=ema_decay,
                          checkpoint_every=checkpoint_every, log_every=log_every, seed=seed, bf16=bf16, fsdp=fsdp,
-                         fsdp_reshard=fsdp_reshard)  # its own checks of every value
+                         fsdp_reshard=fsdp_reshard, workers=workers, max_seconds=max_minutes * 60)  # its own checks of every value
     folder = loading.check_model_folder(Path(model))
     loading.check_model(folder)
     check_new_run(stage, folder, run_dir=run_dir, resume=resume)

@@ -13,7 +13,6 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 from PIL import Image
 
@@ -25,7 +24,7 @@ MAX_IMAGE_PIXELS = 8192 * 8192  # larger inputs are skipped, not decoded into me
 # Library exceptions that mean "this file is broken", as opposed to a bug in mav.
 _DECODE_ERRORS = (
     OSError, ValueError, EOFError, SyntaxError, struct.error, zlib.error, tarfile.TarError,
-    Image.DecompressionBombError, av.error.FFmpegError,
+    Image.DecompressionBombError,
 )
 
 
@@ -59,6 +58,8 @@ def read_clip(
     The shorter side is resized to S and the centre cropped. If the video is too short for `skip`, the largest
     skip that fits is used; shorter than `num_frames` frames → ClipTooShort; unreadable → MediaError.
     """
+    import av  # PyAV only for real video files: the procedural world and image folders train without it
+
     name = name or str(source)
     try:
         with av.open(source) as container:
@@ -96,7 +97,7 @@ def read_clip(
             return np.stack([_frame_to_array(f, size) for f in frames]), src_fps / k
     except MediaError:
         raise
-    except _DECODE_ERRORS as err:
+    except (*_DECODE_ERRORS, av.error.FFmpegError) as err:
         raise MediaError(f"{name}: not a readable video ({type(err).__name__}: {err})") from err
 
 
@@ -113,6 +114,8 @@ def _frame_count_estimate(container: Any, stream: Any, fps: float) -> int | None
     if stream.duration is not None and stream.time_base is not None:
         return int(float(stream.duration * stream.time_base) * fps)
     if container.duration is not None:
+        import av
+
         return int(container.duration / av.time_base * fps)
     return None  # e.g. WebM often reports no count and no stream duration
 

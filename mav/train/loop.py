@@ -26,7 +26,7 @@ import math
 import pickle
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -135,25 +135,59 @@ class Trainer:
 
     def _train(self, start: int) -> None:
         cfg = self.cfg
+        self.steps_done = start
+        deadline = time.monotonic() + cfg.max_seconds if cfg.max_seconds else math.inf
+        batches = self._batches(start)
         with self.reporter.stage("train", cfg.steps) as advance:
             advance(start, cfg.steps)
             window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
             for step in range(start, cfg.steps):
-                window_loss = window_loss + self._train_step(step)
+                window_loss = window_loss + self._train_step(step, batches)
                 window_steps += 1
-                done = step + 1
+                done = self.steps_done = step + 1
                 advance(done, cfg.steps)
+                out_of_time = self._out_of_time(deadline, done)
                 first = step == 0  # the loss before any update, logged as step 0, so a run's early drop shows
-                if first or done % cfg.log_every == 0 or done == cfg.steps:
+                if first or done % cfg.log_every == 0 or done == cfg.steps or out_of_time:
                     seconds = max(time.perf_counter() - window_start, 1e-9)
                     loss = all_mean(window_loss / window_steps).item()
                     self._log(0 if first else done, loss, cfg.lr * cfg.lr_factor(step),
                               window_steps * cfg.batch_size / seconds)
                     window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
-                if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == cfg.steps:
+                if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == cfg.steps or out_of_time:
                     self.save_checkpoint(done)
+                if out_of_time and done < cfg.steps:
+                    self.reporter.message(f"time limit of {cfg.max_seconds:g} s reached at step {done} of "
+                                          f"{cfg.steps}: checkpoint written, --resume continues it")
+                    break
 
-    def _train_step(self, step: int) -> Tensor:
+    def _out_of_time(self, deadline: float, done: int) -> bool:
+        """Past the time limit? Alone, every step; under torchrun every log step, all ranks agreeing (any rank's
+        clock stops them all), so that the check costs no synchronisation between log steps."""
+        if deadline == math.inf:
+            return False
+        late = time.monotonic() >= deadline
+        if not dist.is_initialized():
+            return late
+        if done % self.cfg.log_every:
+            return False
+        return bool(all_mean(torch.tensor(float(late), device=self.device)).item() > 0)
+
+    def _batches(self, start: int) -> Iterator[Any]:
+        """The batches of every (step, micro-step) from `start` on, in order: built here when needed, or by
+        `cfg.workers` processes ahead of the step (batch_fn is a function of the step and its samples alone, so
+        both give the same batches)."""
+        accum = self.cfg.grad_accum
+        keys = range(start * accum, self.cfg.steps * accum)
+        if not self.cfg.workers:
+            return (self.batch_fn(k // accum, self.samples(k // accum, k % accum)) for k in keys)
+        loader = torch.utils.data.DataLoader(
+            _StepBatches(self.batch_fn, self.samples, accum), batch_size=None, sampler=keys,
+            num_workers=self.cfg.workers, prefetch_factor=4, worker_init_fn=_one_thread,
+            pin_memory=self.device.type == "cuda")
+        return iter(loader)
+
+    def _train_step(self, step: int, batches: Iterator[Any]) -> Tensor:
         """One optimizer step over `grad_accum` micro-batches; returns this process's mean loss (no sync)."""
         cfg = self.cfg
         self.model.train()
@@ -161,7 +195,7 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         for micro in range(cfg.grad_accum):
             _reseed(cfg.seed, step, micro, self.rank)
-            batch = _to_device(self.batch_fn(step, self.samples(step, micro)), self.device)
+            batch = _to_device(next(batches), self.device)
             with gradient_sync(self.model, micro == cfg.grad_accum - 1):
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                     loss = self.loss_fn(self.model, batch, step)
@@ -288,6 +322,21 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 # ---- helpers ----
+
+class _StepBatches(torch.utils.data.Dataset):
+    """Item k is the batch of step k // accum, micro-step k % accum (what `Trainer._batches` loads ahead)."""
+
+    def __init__(self, batch_fn: BatchFn, samples: Callable[[int, int], range], accum: int) -> None:
+        self.batch_fn, self.samples, self.accum = batch_fn, samples, accum
+
+    def __getitem__(self, k: int) -> Any:
+        step, micro = divmod(k, self.accum)
+        return self.batch_fn(step, self.samples(step, micro))
+
+
+def _one_thread(_: int) -> None:
+    torch.set_num_threads(1)  # a batch worker renders and collates; its threads would only fight the step's
+
 
 def _lr_scales(model: nn.Module, param_groups: list[tuple[Iterable[nn.Parameter], float]] | None) -> dict[str, float]:
     """Name → learning-rate scale of every trained parameter."""

@@ -34,14 +34,18 @@ class TrainConfig:
     # FSDP2's reshard_after_forward: free each block's gathered parameters after its forward (True, least memory)
     # or keep them for the backward (False: one all-gather fewer per block, each block's full size held)
     fsdp_reshard: bool = True
+    workers: int = 0  # processes that build batches ahead of the step (0: built in the training process)
+    max_seconds: float = 0.0  # stop after this long (checkpoint and EMA weights written, resumable); 0: no limit
 
     def __post_init__(self) -> None:
         at_least = {"steps": 1, "batch_size": 1, "grad_accum": 1, "log_every": 1,
-                    "warmup_steps": 0, "checkpoint_every": 0, "seed": 0}
+                    "warmup_steps": 0, "checkpoint_every": 0, "seed": 0, "workers": 0}
         for name, low in at_least.items():
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise UsageError(f"{name.replace('_', ' ')} must be an integer ≥ {low}, got {value!r}")
+        if not self.max_seconds >= 0:
+            raise UsageError(f"the time limit must be ≥ 0 seconds, got {self.max_seconds}")
         if not self.lr > 0:
             raise UsageError(f"learning rate must be > 0, got {self.lr}")
         if self.weight_decay < 0 or self.grad_clip < 0:
@@ -64,7 +68,7 @@ class TrainConfig:
         """The fields that change what training computes; a resumed run must match them. How often to log or
         save, FSDP and the process count do not; `steps` does only for the cosine schedule (so a constant run
         can be extended)."""
-        ignored = {"checkpoint_every", "log_every", "fsdp", "fsdp_reshard"}
+        ignored = {"checkpoint_every", "log_every", "fsdp", "fsdp_reshard", "workers", "max_seconds"}
         if self.schedule == "constant":
             ignored.add("steps")
         return {k: v for k, v in asdict(self).items() if k not in ignored}

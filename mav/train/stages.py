@@ -327,8 +327,11 @@ def run_stage(name: str, folder: str | Path, data: str, cfg, *, run_dir: str | P
     ema = trainer.fit(resume=resume)
     if rank == 0:
         saving.save_component(folder, run.spec.component, ema)
+        entry = {"stage": name, "steps": trainer.steps_done}
+        if trainer.steps_done < cfg.steps:  # stopped by the time limit
+            entry["planned_steps"] = cfg.steps
         record_history(folder, run.spec.component, {
-            "stage": name, "steps": cfg.steps, "batch_size": cfg.batch_size, "data": str(data),
+            **entry, "batch_size": cfg.batch_size, "data": str(data),
             "seed": cfg.seed, "seconds": round(time.time() - start, 1), "run_dir": str(run_dir)})
     barrier()
     return ema
@@ -362,7 +365,9 @@ def gate_stage(stage: str, folder: str | Path, *, n: int = 16, seed: int = 0, re
 
 
 def completed(folder: Path, stage: str) -> bool:
-    return any(h.get("stage") == stage for h in history(folder, stage_spec(stage).component))
+    """The stage ran to its planned steps at least once (a run stopped by --max-minutes records planned_steps)."""
+    return any(h.get("stage") == stage and "planned_steps" not in h
+               for h in history(folder, stage_spec(stage).component))
 
 
 def record_history(folder: Path, component: str, entry: dict) -> None:
