@@ -8,7 +8,7 @@ beat, in a minute or two, so that no stage of a recipe trains on a broken one.
 | decoder-image | attributes of D's images (temporal layers off) from the true embedding and caption, and (with a prior) from P's embedding | chance | each ≥ 90 % |
 | decoder | D^t's clips: videos whose mean step is within ×1.5 of the true range; frames with one object | the true clips | ≥ 90 %; ≥ 98 % |
 | interpolator | ↑F PSNR at the served layout, sampled and of x̂0 at t = T−1; extrapolation centroid error | linear blend; holding the last frame | sampled ≥ blend + 3 dB, x̂0 ≥ blend; error below holding |
-| sr-low, sr-high | PSNR of the sampled SR, and of x̂0 at t = T−1 | bicubic | sampled ≥ what an exact posterior sample scores (bicubic − 0.9 / − 1.4 dB); x̂0 ≥ bicubic + 1 dB |
+| sr-low, sr-high | PSNR of the sampled SR, and of x̂0 at t = T−1 | bicubic | sampled ≥ bicubic + 2 dB (SR^t_l) / ≥ what an exact posterior sample of one frame scores, bicubic − 1.4 dB (SR_h); x̂0 ≥ bicubic + 1 dB |
 
 Scenes come from streams no training run draws from (as `mav.eval.metrics`), gate `g` from section 10 + g.
 """
@@ -41,11 +41,13 @@ ATTRIBUTE_BAR = 0.90
 SINGLE_OBJECT_BAR = 0.98
 SMOOTH_VIDEOS_BAR = 0.90
 INTERPOLATION_MARGIN_DB = 3.0
-# SR's bars, from what any SR can score on this world (benchmarks/sr_bound.py, BENCHMARKS.md §7, 12 scenes × 40
-# exact posterior samples): a perfect sampler draws 0.9 dB (32²→64²) and 1.4 dB (64²→128²) below bicubic, the
-# posterior mean — what x̂0 from pure noise estimates — 1.5–1.6 dB above. So sampled SR must reach the perfect
-# sampler's PSNR and x̂0 two thirds of the best possible gain; "sampled ≥ bicubic + 2 dB" is out of any SR's reach.
-SR_SAMPLE_VS_BICUBIC_DB = {"sr_low": -0.9, "sr_high": -1.4}
+# SR's bars. SR_h sees one frame, and for one frame benchmarks/sr_bound.py (BENCHMARKS.md §7, 12 scenes × 40
+# exact posterior samples) finds that a perfect sampler draws 1.4 dB (64²→128²) below bicubic and the posterior
+# mean — what x̂0 from pure noise estimates — 1.6 dB above: so SR_h's samples must reach the perfect sampler's
+# PSNR and its x̂0 two thirds of the best possible gain. SR^t_l sees all the frames of a moving object, whose
+# low-resolution renders pin its position down far better than one frame's (the GPU round's SR^t_l sampled 1.7 dB
+# above bicubic, past the single-frame bound), so it keeps issue 11's bar: sampled ≥ bicubic + 2 dB.
+SR_SAMPLE_VS_BICUBIC_DB = {"sr_low": 2.0, "sr_high": -1.4}
 SR_X0_MARGIN_DB = 1.0
 GATE_SECTION = 10  # scene streams 10, 11, …: apart from `mav eval`'s sections 0–5
 PRIOR_DECODE_SECTION = GATE_SECTION + 20  # the noise of D's images drawn from P's embeddings
@@ -317,7 +319,8 @@ def gate_sr(pipe, n: int, seed: int, stage: str) -> GateResult:
     sampled = sr_section(pipe, Clock(pipe), stage, n, seed + 100_000, None, 8)
     x0, bicubic = sr_x0_psnr(pipe, stage, n, seed)
     bound = SR_SAMPLE_VS_BICUBIC_DB[stage]
-    rows = {"psnr_db": (sampled["psnr"], sampled["psnr_bicubic"], f"≥ baseline − {-bound:g} dB (a perfect sampler)",
+    bar = f"≥ baseline + {bound:g} dB" if bound >= 0 else f"≥ baseline − {-bound:g} dB (a perfect sampler)"
+    rows = {"psnr_db": (sampled["psnr"], sampled["psnr_bicubic"], bar,
                         sampled["psnr"] >= sampled["psnr_bicubic"] + bound),
             "x0_psnr_db": (x0, bicubic, f"≥ baseline + {SR_X0_MARGIN_DB:g} dB", x0 >= bicubic + SR_X0_MARGIN_DB)}
     return _result(stage.replace("_", "-"), rows, start, n=n, size=[sampled["from"], sampled["to"]])
