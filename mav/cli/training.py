@@ -90,7 +90,8 @@ def train(
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup, schedule=schedule,
                          grad_accum=grad_accum, grad_clip=grad_clip, ema_decay=ema_decay,
                          checkpoint_every=checkpoint_every, log_every=log_every, seed=seed, bf16=bf16, fsdp=fsdp,
-                         fsdp_reshard=fsdp_reshard, workers=workers, max_seconds=max_minutes * 60)  # its own checks of every value
+                         fsdp_reshard=fsdp_reshard, workers=workers,
+                         max_seconds=max_minutes * 60)  # its own checks of every value
     folder = loading.check_model_folder(Path(model))
     loading.check_model(folder)
     check_new_run(stage, folder, run_dir=run_dir, resume=resume)
