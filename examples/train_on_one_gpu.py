@@ -59,7 +59,8 @@ LANES = (
     Lane("sr-high", (Stage("sr-high", 1.0, 128, 5e-4, 0.998, workers=2),), ("sr_high",)),
 )
 DEFAULT_LANES = ("decoder", "interpolator", "sr-low", "sr-high")
-STARTUP_S = 20.0  # a `mav train` process's start (imports, model, workers) before its first step
+COMPONENTS = {"decoder-image": "decoder", "decoder-video": "decoder", "interpolator": "interpolator",
+              "sr-low": "sr_low", "sr-high": "sr_high"}
 # The share of its calibrated rate a stage is planned at: it calibrates while other lanes are still starting. On
 # the H200 with four lanes, stages planned at 0.9 of that rate did 67–87 % of their steps in the time.
 RATE_MARGIN = 0.7
@@ -76,11 +77,17 @@ def main() -> int:
     parser.add_argument("--batch-scale", type=float, default=1.0,
                         help="multiply every batch size (a CPU dry run of this script: 0.03)")
     parser.add_argument("--calibration-steps", type=int, default=30)
+    parser.add_argument("--startup-seconds", type=float, default=20.0,
+                        help="a `mav train` process's start (imports, model, workers) before its first step")
     parser.add_argument("--lr-scale", type=float, default=1.0, help="multiply every learning rate (a later round)")
     args = parser.parse_args()
+    wanted = args.only.split(",") if args.only else list(DEFAULT_LANES)
+    unknown = sorted(set(wanted) - {lane.name for lane in LANES})
+    if unknown:
+        parser.error(f"--only: no lane {', '.join(unknown)}; lanes: {', '.join(lane.name for lane in LANES)}")
+    lanes = [lane for lane in LANES if lane.name in wanted]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=False)
-    lanes = [lane for lane in LANES if lane.name in (args.only.split(",") if args.only else DEFAULT_LANES)]
     deadline = time.monotonic() + args.minutes * 60
     say = _logger(out / "log.txt")
     say(f"budget {args.minutes:g} min, lanes: {', '.join(lane.name for lane in lanes)}")
@@ -127,8 +134,8 @@ def _run_stage(lane: Lane, stage: Stage, folder: Path, out: Path, seconds: float
     try:
         _mav_train(stage, calibration, cal_dir, cal_steps, batch, cal_steps, None, 10 if cal_steps >= 30 else 1,
                    args, lane, out)
-    except RuntimeError as err:  # a stage that fails under bf16 autocast gets one more try in fp32
-        say(f"[{lane.name}] {stage.name}: {err}; trying again without bf16 autocast")
+    except RuntimeError as err:  # one more try in fp32, in case bf16 autocast is what failed
+        say(f"[{lane.name}] {stage.name}: {err}; trying once more without bf16 autocast")
         extra = ("--no-bf16",)
         shutil.rmtree(cal_dir, ignore_errors=True)
         _mav_train(stage, calibration, cal_dir, cal_steps, batch, cal_steps, None, 10 if cal_steps >= 30 else 1,
@@ -139,12 +146,17 @@ def _run_stage(lane: Lane, stage: Stage, folder: Path, out: Path, seconds: float
         raise RuntimeError(f"the calibration of {stage.name} logged {len(rates)} windows, too few to time it")
     rate = sum(rates[-2:]) / 2  # the first windows hold CUDA's and cuDNN's warm-up
     left = seconds - (time.monotonic() - t0)
-    steps = max(stage.warmup + 10, int(RATE_MARGIN * rate / batch * (left - STARTUP_S)))
+    if left < 2 * args.startup_seconds:
+        raise RuntimeError(f"{stage.name}: {left:.0f} s left after its calibration, too little to train")
+    steps = max(stage.warmup + 10, int(RATE_MARGIN * rate / batch * (left - args.startup_seconds)))
     say(f"[{lane.name}] {stage.name}: {rate:.0f} samples/s in calibration; {steps} steps at batch "
         f"{batch} in {left:.0f} s")
-    _mav_train(stage, folder, runs / f"{lane.name}-{stage.name}", steps, batch, stage.warmup, left - STARTUP_S,
+    _mav_train(stage, folder, runs / f"{lane.name}-{stage.name}", steps, batch, stage.warmup, left - args.startup_seconds,
                50, args, lane, out, extra)
-    say(f"[{lane.name}] {stage.name}: done in {time.monotonic() - t0:.0f} s")
+    last = json.loads((folder / COMPONENTS[stage.name] / "training.json").read_text())["stages"][-1]
+    cut = f", stopped by the time limit at {last['steps']} of {last['planned_steps']} steps" \
+        if "planned_steps" in last else ""
+    say(f"[{lane.name}] {stage.name}: done in {time.monotonic() - t0:.0f} s{cut}")
 
 
 def _mav_train(stage: Stage, folder: Path, run_dir: Path, steps: int, batch: int, warmup: int, seconds: float | None,

@@ -341,6 +341,21 @@ def test_recipe_runs_every_stage_in_order_and_the_model_generates(tiny_model, tm
     assert run(["generate", "a red circle", "--model", str(shipped), "-o", str(tmp_path / "s.mp4"), "-q"]) == 0
 
 
+def test_recipe_stops_after_a_stage_cut_by_its_time_limit_and_resume_finishes(tiny_model, tmp_path, capsys):
+    folder = tmp_path / "r"
+    shutil.copytree(tiny_model, folder)
+    assert run(["train", "recipe", "--preset", "tiny", "--model", str(folder), "--no-gate",
+                "--max-minutes", "1e-6"]) == 0
+    assert "clip stopped at its time limit" in capsys.readouterr().err
+    clip = stages.history(folder, "clip")[-1]
+    assert (clip["stage"], clip["steps"], clip["planned_steps"]) == ("clip", 1, 4)
+    assert not stages.completed(folder, "clip")
+    assert all(not stages.history(folder, stages.STAGE_SPECS[name].component) for name in ORDER[1:])  # none ran
+    assert _train("recipe", "--preset", "tiny", "--model", folder, "--no-gate", "--resume") == 0
+    for name in ORDER:
+        assert stages.completed(folder, name), name
+
+
 def test_recipe_stops_at_the_first_stage_that_misses_its_gate(tiny_model, tmp_path, capsys):
     """A 4-step CLIP cannot read shapes: the recipe measures it, names the gate, its figure and bar, exits 6,
     and trains nothing on top of it; the figures are kept beside the model."""
@@ -443,8 +458,9 @@ def test_one_gpu_script_trains_a_lane_and_merges_it(ready_model, tmp_path):
     out = tmp_path / "round"
     script = Path(__file__).resolve().parents[1] / "examples" / "train_on_one_gpu.py"
     done = subprocess.run(
-        [sys.executable, str(script), "--model", str(ready_model), "--out", str(out), "--minutes", "0.1",
-         "--device", "cpu", "--only", "decoder", "--batch-scale", "0.02", "--calibration-steps", "3"],
+        [sys.executable, str(script), "--model", str(ready_model), "--out", str(out), "--minutes", "0.6",
+         "--device", "cpu", "--only", "decoder", "--batch-scale", "0.02", "--calibration-steps", "3",
+         "--startup-seconds", "1"],
         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     merged = out / "model"
@@ -457,6 +473,11 @@ def test_one_gpu_script_trains_a_lane_and_merges_it(ready_model, tmp_path):
     for stage in trained:
         assert (out / "runs" / f"decoder-{stage}" / "metrics.jsonl").is_file()
     loading.check_model(merged)
+    log = (out / "log.txt").read_text()
+    assert "decoder-image: done" in log and "decoder-video: done" in log and "lane decoder: merged" in log
+    bad = subprocess.run([sys.executable, str(script), "--model", str(ready_model), "--out", str(tmp_path / "x"),
+                          "--minutes", "1", "--only", "decodr"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "no lane decodr" in bad.stderr and not (tmp_path / "x").exists()
 
 
 def test_a_stage_stopped_by_its_time_limit_is_not_complete(tmp_path):

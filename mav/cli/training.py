@@ -56,8 +56,9 @@ def train(
                                          "in the training process). Worth it on a GPU, where rendering or "
                                          "decoding would otherwise leave it waiting.")] = 0,
     max_minutes: Annotated[float, typer.Option(help="Stop each stage after this many minutes, with its "
-                                               "checkpoint and weights written (--resume goes on; 0: no "
-                                               "limit).")] = 0.0,
+                                               "checkpoint and weights written (--resume goes on; a recipe "
+                                               "stops there; under torchrun the clock is read at log steps; "
+                                               "0: no limit).")] = 0.0,
     min_snr_gamma: Annotated[Optional[float], typer.Option(
         help="Min-SNR-γ loss weighting (Hang et al. 2023); 0 turns it off (the plain mean over timesteps). "
              "Default: 5 for decoder-image, off for the other stages (they must lean on their conditioning "

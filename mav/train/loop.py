@@ -181,9 +181,11 @@ class Trainer:
         keys = range(start * accum, self.cfg.steps * accum)
         if not self.cfg.workers:
             return (self.batch_fn(k // accum, self.samples(k // accum, k % accum)) for k in keys)
+        if "fork" not in torch.multiprocessing.get_all_start_methods():  # batch_fn is a closure: it is not pickled
+            raise UsageError("--workers needs processes started by fork (Linux); use --workers 0 here")
         loader = torch.utils.data.DataLoader(
             _StepBatches(self.batch_fn, self.samples, accum), batch_size=None, sampler=keys,
-            num_workers=self.cfg.workers, prefetch_factor=4, worker_init_fn=_one_thread,
+            num_workers=self.cfg.workers, prefetch_factor=4, worker_init_fn=_one_thread, multiprocessing_context="fork",
             pin_memory=self.device.type == "cuda")
         return iter(loader)
 

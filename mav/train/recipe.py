@@ -33,6 +33,10 @@ def run_training(stage: str, folder: Path, data: str, config: TrainConfig, *, pl
                 has_checkpoint = (default_run_dir(folder, item.stage) / "checkpoint.pt").exists()
                 run_stage(item.stage, folder, data, cfg, resume=resume and has_checkpoint, options=options,
                           reporter=reporter, device=device)
+                if not completed(folder, item.stage):  # stopped by --max-minutes: nothing may build on it yet
+                    _say(reporter, f"{item.stage} stopped at its time limit before its last step; "
+                                   "`mav train recipe --resume` continues it, then the stages after it")
+                    return folder
             if gate:
                 result = gate_stage(item.stage, folder, n=gate_n, seed=config.seed, reporter=reporter,
                                     device=device)

@@ -365,9 +365,9 @@ def gate_stage(stage: str, folder: str | Path, *, n: int = 16, seed: int = 0, re
 
 
 def completed(folder: Path, stage: str) -> bool:
-    """The stage ran to its planned steps at least once (a run stopped by --max-minutes records planned_steps)."""
-    return any(h.get("stage") == stage and "planned_steps" not in h
-               for h in history(folder, stage_spec(stage).component))
+    """The stage's last run reached its planned steps (a run stopped by --max-minutes records planned_steps)."""
+    runs = [h for h in history(folder, stage_spec(stage).component) if h.get("stage") == stage]
+    return bool(runs) and "planned_steps" not in runs[-1]
 
 
 def record_history(folder: Path, component: str, entry: dict) -> None:
