@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mav.train.stages import STAGE_SPECS, history
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -45,22 +47,24 @@ class Stage:
 class Lane:
     name: str
     stages: tuple[Stage, ...]
-    components: tuple[str, ...]  # what this lane's folder contributes to the merged model
     ok: bool = False
+
+    @property
+    def components(self) -> set[str]:
+        """What this lane's folder contributes to the merged model."""
+        return {STAGE_SPECS[stage.name].component for stage in self.stages}
 
 
 LANES = (
     Lane("decoder", (Stage("decoder-image", 0.5, 256, 4e-4, workers=4),
-                     Stage("decoder-video", 0.5, 64, 4e-4, 0.998, workers=4)), ("decoder",)),
+                     Stage("decoder-video", 0.5, 64, 4e-4, 0.998, workers=4))),
     # a later round, after D on images has converged: D^t's temporal layers alone (not run by default)
-    Lane("decoder-video", (Stage("decoder-video", 1.0, 64, 4e-4, 0.998, workers=4),), ("decoder",)),
-    Lane("interpolator", (Stage("interpolator", 1.0, 64, 5e-4, 0.998),), ("interpolator",)),
-    Lane("sr-low", (Stage("sr-low", 1.0, 32, 5e-4, 0.998),), ("sr_low",)),
-    Lane("sr-high", (Stage("sr-high", 1.0, 128, 5e-4, 0.998, workers=2),), ("sr_high",)),
+    Lane("decoder-video", (Stage("decoder-video", 1.0, 64, 4e-4, 0.998, workers=4),)),
+    Lane("interpolator", (Stage("interpolator", 1.0, 64, 5e-4, 0.998),)),
+    Lane("sr-low", (Stage("sr-low", 1.0, 32, 5e-4, 0.998),)),
+    Lane("sr-high", (Stage("sr-high", 1.0, 128, 5e-4, 0.998, workers=2),)),
 )
 DEFAULT_LANES = ("decoder", "interpolator", "sr-low", "sr-high")
-COMPONENTS = {"decoder-image": "decoder", "decoder-video": "decoder", "interpolator": "interpolator",
-              "sr-low": "sr_low", "sr-high": "sr_high"}
 # The share of its calibrated rate a stage is planned at: it calibrates while other lanes are still starting. On
 # the H200 with four lanes, stages planned at 0.9 of that rate did 67–87 % of their steps in the time.
 RATE_MARGIN = 0.7
@@ -130,16 +134,16 @@ def _run_stage(lane: Lane, stage: Stage, folder: Path, out: Path, seconds: float
     cal_dir = runs / f"{lane.name}-{stage.name}-calibration"
     batch = max(1, round(stage.batch_size * args.batch_scale))
     cal_steps = args.calibration_steps
-    extra: tuple[str, ...] = ()
-    try:
-        _mav_train(stage, calibration, cal_dir, cal_steps, batch, cal_steps, None, 10 if cal_steps >= 30 else 1,
-                   args, lane, out)
-    except RuntimeError as err:  # one more try in fp32, in case bf16 autocast is what failed
-        say(f"[{lane.name}] {stage.name}: {err}; trying once more without bf16 autocast")
-        extra = ("--no-bf16",)
+    for extra in ((), ("--no-bf16",)):  # one more try in fp32, in case bf16 autocast is what failed
         shutil.rmtree(cal_dir, ignore_errors=True)
-        _mav_train(stage, calibration, cal_dir, cal_steps, batch, cal_steps, None, 10 if cal_steps >= 30 else 1,
-                   args, lane, out, extra)
+        try:
+            _mav_train(stage, calibration, cal_dir, cal_steps, batch, cal_steps, None,
+                       10 if cal_steps >= 30 else 1, args, lane, out, extra)
+            break
+        except RuntimeError as err:
+            if extra:
+                raise
+            say(f"[{lane.name}] {stage.name}: {err}; trying once more without bf16 autocast")
     shutil.rmtree(calibration)
     rates = [json.loads(line)["samples_per_s"] for line in (cal_dir / "metrics.jsonl").read_text().splitlines()]
     if len(rates) < 3:
@@ -151,16 +155,17 @@ def _run_stage(lane: Lane, stage: Stage, folder: Path, out: Path, seconds: float
     steps = max(stage.warmup + 10, int(RATE_MARGIN * rate / batch * (left - args.startup_seconds)))
     say(f"[{lane.name}] {stage.name}: {rate:.0f} samples/s in calibration; {steps} steps at batch "
         f"{batch} in {left:.0f} s")
-    _mav_train(stage, folder, runs / f"{lane.name}-{stage.name}", steps, batch, stage.warmup, left - args.startup_seconds,
-               50, args, lane, out, extra)
-    last = json.loads((folder / COMPONENTS[stage.name] / "training.json").read_text())["stages"][-1]
+    _mav_train(stage, folder, runs / f"{lane.name}-{stage.name}", steps, batch, stage.warmup,
+               left - args.startup_seconds, 50, args, lane, out, extra)
+    last = history(folder, STAGE_SPECS[stage.name].component)[-1]
     cut = f", stopped by the time limit at {last['steps']} of {last['planned_steps']} steps" \
         if "planned_steps" in last else ""
     say(f"[{lane.name}] {stage.name}: done in {time.monotonic() - t0:.0f} s{cut}")
 
 
-def _mav_train(stage: Stage, folder: Path, run_dir: Path, steps: int, batch: int, warmup: int, seconds: float | None,
-               log_every: int, args, lane: Lane, out: Path, extra: tuple[str, ...] = ()) -> None:
+def _mav_train(stage: Stage, folder: Path, run_dir: Path, steps: int, batch: int, warmup: int,
+               seconds: float | None, log_every: int, args, lane: Lane, out: Path,
+               extra: tuple[str, ...] = ()) -> None:
     command = [
         sys.executable, "-m", "mav", "train", stage.name, "--model", str(folder), "--data", "shapes",
         "--steps", str(steps), "--batch-size", str(batch), "--lr", f"{stage.lr * args.lr_scale:g}",

@@ -185,8 +185,8 @@ class Trainer:
             raise UsageError("--workers needs processes started by fork (Linux); use --workers 0 here")
         loader = torch.utils.data.DataLoader(
             _StepBatches(self.batch_fn, self.samples, accum), batch_size=None, sampler=keys,
-            num_workers=self.cfg.workers, prefetch_factor=4, worker_init_fn=_one_thread, multiprocessing_context="fork",
-            pin_memory=self.device.type == "cuda")
+            num_workers=self.cfg.workers, prefetch_factor=4, worker_init_fn=_one_thread,
+            multiprocessing_context="fork", pin_memory=self.device.type == "cuda")
         return iter(loader)
 
     def _train_step(self, step: int, batches: Iterator[Any]) -> Tensor:
