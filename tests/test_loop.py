@@ -157,6 +157,21 @@ def test_time_limit_stops_with_a_checkpoint_that_resumes_exactly(tmp_path, monke
     assert_close(params(resumed_ema), params(whole_ema))
 
 
+def test_plain_progress_says_when_a_run_stopped_early():
+    import io
+
+    from mav.progress import PlainReporter
+
+    stream = io.StringIO()
+    reporter = PlainReporter(stream)
+    with reporter.stage("train", 8) as advance:
+        advance(3, 8)
+    with reporter.stage("train", 8) as advance:
+        advance(8, 8)
+    first, second = stream.getvalue().splitlines()
+    assert first.startswith("train: 3 of 8 steps in ") and second.startswith("train: 8 steps in ")
+
+
 def test_resume_refuses_a_different_fingerprint(tmp_path):
     cfg = TrainConfig(steps=2, batch_size=2, log_every=1)
     train(tmp_path, cfg)
