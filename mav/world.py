@@ -117,9 +117,10 @@ class Scene:
         """`render_clip(self, num_frames, skip, size)`."""
         return render_clip(self, num_frames, skip, size)
 
-    def caption(self, rng: np.random.Generator, p_drop_size: float = 0.3, p_drop_bg: float = 0.3) -> str:
+    def caption(self, rng: np.random.Generator, p_drop_size: float = 0.3, p_drop_bg: float = 0.3,
+                p_drop_color: float = 0.2) -> str:
         """`caption(self, rng, ...)`."""
-        return caption(self, rng, p_drop_size, p_drop_bg)
+        return caption(self, rng, p_drop_size, p_drop_bg, p_drop_color)
 
     def describe(self) -> str:
         """The full caption, no words dropped: "a small red circle on a blue background"."""
@@ -157,14 +158,20 @@ def render_clip(scene: Scene, num_frames: int, skip: int = 1, size: int = 64) ->
     return frames, NATIVE_FPS / skip
 
 
-def caption(scene: Scene, rng: np.random.Generator, p_drop_size: float = 0.3, p_drop_bg: float = 0.3) -> str:
-    """A caption in one of a few phrasings, the size and the background each dropped at random.
+def caption(scene: Scene, rng: np.random.Generator, p_drop_size: float = 0.3, p_drop_bg: float = 0.3,
+            p_drop_color: float = 0.2) -> str:
+    """A caption in one of a few phrasings, the size, the object's colour and the background each dropped at
+    random (the shape, the caption's noun, always stays).
 
     "a large red circle on a blue background", "red circle on a blue background", "a red circle",
-    "a small red circle against a blue background", "red circle, blue background", …
+    "a small red circle against a blue background", "red circle, blue background", "a circle on blue", …
+    Prompts leave words out the same way, and one that names only the background's colour must not be read as
+    naming the object's.
     """
-    drop_size, drop_bg, article, phrasing = rng.random(), rng.random(), rng.random(), int(rng.integers(3))
-    words = ([] if drop_size < p_drop_size else [scene.size]) + [scene.color, scene.shape]
+    drop_size, drop_bg, article, phrasing = rng.random(), rng.random(), rng.random(), int(rng.integers(4))
+    drop_color = rng.random()
+    words = (([] if drop_size < p_drop_size else [scene.size]) + ([] if drop_color < p_drop_color else [scene.color])
+             + [scene.shape])
     text = " ".join(words)
     if article < 0.75:
         text = f"{_article(words[0])} {text}"
@@ -174,6 +181,7 @@ def caption(scene: Scene, rng: np.random.Generator, p_drop_size: float = 0.3, p_
             f" on {a_bg} {scene.bg} background",
             f" against {a_bg} {scene.bg} background",
             f", {scene.bg} background",
+            f" on {scene.bg}",
         )[phrasing]
     return text
 

@@ -258,7 +258,8 @@ def test_mav_eval_stage_gates_every_stage_against_its_baseline(tiny_model, capsy
     inter = gates["interpolator"]  # ↑F's x̂0 from the keys alone, beside the blend of the same scenes
     assert math.isfinite(inter["figures"]["x0_psnr_db"]) and inter["baselines"]["x0_psnr_db"] > 15
     assert gates["decoder-image"]["baselines"]["shape"] == pytest.approx(1 / 3)
-    assert set(gates["decoder-image"]["figures"]) == {*ATTRIBUTES, *(f"{a} via P" for a in ATTRIBUTES)}
+    assert set(gates["decoder-image"]["figures"]) == {*ATTRIBUTES, *(f"{a}, no caption" for a in ATTRIBUTES),
+                                                        *(f"{a} via P" for a in ATTRIBUTES)}
     # P is judged in CLIP space, so its gate means something before any decoder is trained
     assert set(gates["prior"]["figures"]) == {"cosine", "shape", "color", "size"}
     assert set(gates["decoder"]["figures"]) == {"true_speed_videos", "single_object"}

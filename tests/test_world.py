@@ -115,18 +115,18 @@ def test_clip_with_skip_k_is_every_kth_native_frame():
 
 def test_captions_parse_back_to_the_scene():
     rng = np.random.default_rng(0)
-    forms, dropped = set(), {"size": 0, "bg": 0}
+    forms, dropped = set(), {"size": 0, "bg": 0, "color": 0}
     for seed in range(300):
         scene = random_scene(seed)
         text = caption(scene, rng)
         parsed = parse_prompt(text)
-        assert parsed["color"] == scene.color and parsed["shape"] == scene.shape, text
-        for key in ("size", "bg"):
+        assert parsed["shape"] == scene.shape, text  # the noun always stays
+        for key in ("size", "bg", "color"):
             assert parsed[key] in (None, getattr(scene, key)), text
             dropped[key] += parsed[key] is None
         forms.add((text.startswith(("a ", "an ")), "against" in text, "," in text, " on " in text))
         assert parse_prompt(scene.describe()) == scene.attributes
-    assert 30 < dropped["size"] < 200 and 30 < dropped["bg"] < 200
+    assert 30 < dropped["size"] < 200 and 30 < dropped["bg"] < 200 and 20 < dropped["color"] < 150
     assert len(forms) >= 5
     assert parse_prompt("a red circle") == {"color": "red", "shape": "circle", "size": None, "bg": None}
     assert parse_prompt("red circle on a blue background") == {

@@ -5,7 +5,7 @@ beat, in a minute or two, so that no stage of a recipe trains on a broken one.
 |---|---|---|---|
 | clip | zero-shot shape, colour, size (text prompts that differ in that attribute only) | chance | each ≥ 90 % |
 | prior | cosine of P's embedding to the true one; shape, colour, size retrieved from P's embedding (the nearest of the scene's images that differ in that attribute only) | the mean image embedding; chance | cosine above the baseline, each attribute ≥ 90 % |
-| decoder-image | attributes of D's images (temporal layers off) from the true embedding and caption, and (with a prior) from P's embedding | chance | each ≥ 90 % |
+| decoder-image | attributes of D's images (temporal layers off) from the true embedding and caption, from the true embedding with no caption (what D^t's videos give its spatial layers), and (with a prior) from P's embedding | chance | each ≥ 90 % |
 | decoder | D^t's clips: videos whose mean step is within ×1.5 of the true range; frames with one object | the true clips | ≥ 90 %; ≥ 98 % |
 | interpolator | ↑F PSNR at the served layout, sampled and of x̂0 at t = T−1; extrapolation centroid error | linear blend; holding the last frame | sampled ≥ blend + 3 dB, x̂0 ≥ blend; error below holding |
 | sr-low, sr-high | PSNR of the sampled SR, and of x̂0 at t = T−1 | bicubic | sampled ≥ bicubic + 2 dB (SR^t_l) / ≥ what an exact posterior sample of one frame scores, bicubic − 1.4 dB (SR_h); x̂0 ≥ bicubic + 1 dB |
@@ -171,15 +171,21 @@ def _prior_embeddings(pipe, scenes: list[Scene], seed: int) -> torch.Tensor:
 
 
 def gate_decoder_image(pipe, n: int, seed: int) -> GateResult:
-    """D on images given the *true* CLIP embedding and the full caption: every attribute read off the pixels; with
-    a prior, the same from P's embedding (the text-to-image model the video model is built on)."""
+    """D on images given the *true* CLIP embedding and the full caption, then the same embedding with no caption:
+    every attribute read off the pixels; with a prior, the same from P's embedding (the text-to-image model the
+    video model is built on)."""
     start = time.perf_counter()
     scenes = _scenes("decoder-image", seed, n, moving=False)
     captions = [s.describe() for s in scenes]
     embed = pipe.encode_images(_images(scenes, pipe.models["clip"].image_size, pipe.device))
-    accuracy = _attribute_accuracy(_decode_images(pipe, embed, captions, seed,
-                                                  GATE_SECTION + GATES.index("decoder-image")), scenes)
+    section = GATE_SECTION + GATES.index("decoder-image")
+    accuracy = _attribute_accuracy(_decode_images(pipe, embed, captions, seed, section), scenes)
     rows = {a: (accuracy[a], CHANCE[a], f"≥ {ATTRIBUTE_BAR:.2f}", accuracy[a] >= ATTRIBUTE_BAR) for a in ATTRIBUTES}
+    # D^t's spatial layers are these, and its videos give them the embedding and no text: D must draw the scene
+    # from the embedding alone, not from the caption's words.
+    alone = _attribute_accuracy(_decode_images(pipe, embed, [""] * len(scenes), seed, section), scenes)
+    rows.update({f"{a}, no caption": (alone[a], CHANCE[a], f"≥ {ATTRIBUTE_BAR:.2f}", alone[a] >= ATTRIBUTE_BAR)
+                 for a in ATTRIBUTES})
     if pipe.prior is not None:
         via_prior = _attribute_accuracy(_decode_images(pipe, _prior_embeddings(pipe, scenes, seed), captions, seed,
                                                        PRIOR_DECODE_SECTION), scenes)
