@@ -179,18 +179,19 @@ def gate_decoder_image(pipe, n: int, seed: int) -> GateResult:
     captions = [s.describe() for s in scenes]
     embed = pipe.encode_images(_images(scenes, pipe.models["clip"].image_size, pipe.device))
     section = GATE_SECTION + GATES.index("decoder-image")
-    accuracy = _attribute_accuracy(_decode_images(pipe, embed, captions, seed, section), scenes)
-    rows = {a: (accuracy[a], CHANCE[a], f"≥ {ATTRIBUTE_BAR:.2f}", accuracy[a] >= ATTRIBUTE_BAR) for a in ATTRIBUTES}
+
+    def rows_of(images: list[np.ndarray], suffix: str = "") -> dict:
+        accuracy = _attribute_accuracy(images, scenes)
+        return {f"{a}{suffix}": (accuracy[a], CHANCE[a], f"≥ {ATTRIBUTE_BAR:.2f}", accuracy[a] >= ATTRIBUTE_BAR)
+                for a in ATTRIBUTES}
+
+    rows = rows_of(_decode_images(pipe, embed, captions, seed, section))
     # D^t's spatial layers are these, and its videos give them the embedding and no text: D must draw the scene
     # from the embedding alone, not from the caption's words.
-    alone = _attribute_accuracy(_decode_images(pipe, embed, [""] * len(scenes), seed, section), scenes)
-    rows.update({f"{a}, no caption": (alone[a], CHANCE[a], f"≥ {ATTRIBUTE_BAR:.2f}", alone[a] >= ATTRIBUTE_BAR)
-                 for a in ATTRIBUTES})
+    rows.update(rows_of(_decode_images(pipe, embed, [""] * len(scenes), seed, section), ", no caption"))
     if pipe.prior is not None:
-        via_prior = _attribute_accuracy(_decode_images(pipe, _prior_embeddings(pipe, scenes, seed), captions, seed,
-                                                       PRIOR_DECODE_SECTION), scenes)
-        rows.update({f"{a} via P": (via_prior[a], CHANCE[a], f"≥ {ATTRIBUTE_BAR:.2f}", via_prior[a] >= ATTRIBUTE_BAR)
-                     for a in ATTRIBUTES})
+        rows.update(rows_of(_decode_images(pipe, _prior_embeddings(pipe, scenes, seed), captions, seed,
+                                           PRIOR_DECODE_SECTION), " via P"))
     return _result("decoder-image", rows, start, n=n)
 
 
