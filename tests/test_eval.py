@@ -8,11 +8,14 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from mav.cli import run
+from mav.eval import gates as gate_fns
 from mav.eval.judge import judge_frame, judge_video, label_components
 from mav.eval.metrics import (ATTRIBUTES, FULL, PARTIAL, PSNR_CAP, eval_scene, linear_blend, motion, partial_prompt, psnr,
                               score_videos)
+from mav.pipeline import load_pipeline
 from mav.world import PALETTE, SHAPES, SIZES, Scene, parse_prompt, random_scene, render_clip
 
 ATTRS = ("color", "shape", "size", "bg")
@@ -269,3 +272,21 @@ def test_mav_eval_stage_gates_every_stage_against_its_baseline(tiny_model, capsy
 def test_mav_eval_stage_bad_input(tmp_path, capsys):
     assert run(["eval", "--model", str(tmp_path / "absent"), "--stage", "vae"]) == 2
     assert "--stage must be one of" in capsys.readouterr().err
+
+
+def test_decoder_image_gate_reads_the_true_embedding_with_and_without_its_caption(tiny_model, monkeypatch):
+    """The no-caption rows decode the same true embeddings as the captioned rows, with empty captions, and score
+    what those images show."""
+    calls, real = [], gate_fns._decode_images
+
+    def spy(pipe, embed, captions, seed, section):
+        images = real(pipe, embed, captions, seed, section)
+        calls.append((embed.clone(), list(captions), images))
+        return images
+
+    monkeypatch.setattr(gate_fns, "_decode_images", spy)
+    result = gate_fns.run_gate(load_pipeline(tiny_model, device="cpu"), "decoder-image", n=3)
+    (true_embed, captions, _), (alone_embed, no_captions, alone_images) = calls[:2]
+    assert all(captions) and no_captions == ["", "", ""] and torch.equal(true_embed, alone_embed)
+    expected = gate_fns._attribute_accuracy(alone_images, gate_fns._scenes("decoder-image", 0, 3, moving=False))
+    assert {a: result.figures[f"{a}, no caption"] for a in ATTRIBUTES} == expected
