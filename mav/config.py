@@ -184,6 +184,11 @@ class UNetConfig:
     # blend (the linear blend of the nearest given frames: the same information, already in place at every frame,
     # so the network refines the blend instead of first carrying the given frames across time)
     mask_fill: str = "zeros"
+    # Video models: the share ρ of each frame's noise variance that all frames of a clip share, in training and
+    # sampling alike (the mixed noise model of Ge et al. 2023, "Preserve Your Own Correlation"). With independent
+    # frames the image layers place the object anew in every frame at the top of the schedule, and the temporal
+    # layers must pull the frames together; with shared noise they start from one placement. 0: independent.
+    frame_noise_correlation: float = 0.0
     # A second network of the same shape denoises the last sampling step (unCLIP's super_res_last); its tensors are
     # the `last_step.` ones of the same weights file. Training trains the first network only.
     last_step_denoiser: bool = False
@@ -201,6 +206,10 @@ class UNetConfig:
                              f"noise_aug_max={self.noise_aug_max}")
         if self.noise_aug_max and not self.low_res_size:
             raise ValueError("noise augmentation is for SR models (low_res_size > 0)")
+        if not 0.0 <= self.frame_noise_correlation < 1.0:
+            raise ValueError(f"frame_noise_correlation must be in [0, 1), got {self.frame_noise_correlation}")
+        if self.frame_noise_correlation and not self.temporal:
+            raise ValueError("frame_noise_correlation is for video models (temporal=True)")
         if self.fps_temporal and not (self.fps_cond and self.temporal):
             raise ValueError("fps_temporal needs fps_cond=True and temporal=True")
         for name, allowed in (("time_conditioning", ("scale_shift", "add")), ("resample", ("conv", "resblock")),

@@ -10,6 +10,7 @@ import torch
 from mav.config import DiffusionConfig
 from mav.diffusion import samplers
 from mav.diffusion.guidance import classifier_free, x0_denoiser
+from mav.diffusion.noise import frame_noise, gaussian_noise
 from mav.diffusion.schedule import NoiseSchedule
 from mav.errors import UsageError
 
@@ -229,7 +230,7 @@ def draw(name: str, steps: int, spacing: str = "uniform", eta: float = 0.0, seed
          kind: str = "cosine") -> torch.Tensor:
     s = schedule(kind)
     g = torch.Generator().manual_seed(seed)
-    x = samplers.gaussian_noise((N, 2), g)
+    x = gaussian_noise((N, 2), g)
     return samplers.sample(name, denoiser or gaussian_denoiser(s), s, x, s.timesteps(steps, spacing=spacing),
                            generator=g, eta=eta)
 
@@ -275,7 +276,7 @@ def test_partial_strength_from_the_true_marginal():
     g = torch.Generator().manual_seed(3)
     x0 = MU + SIGMA * torch.randn(N, 2, generator=g)
     ts = s.timesteps(20, strength=0.4)
-    x = s.q_sample(x0, torch.full((N,), int(ts[0])), samplers.gaussian_noise((N, 2), g))
+    x = s.q_sample(x0, torch.full((N,), int(ts[0])), gaussian_noise((N, 2), g))
     out = samplers.dpmpp_2m(gaussian_denoiser(s), s, x, ts)
     assert matches_target(out), (out.mean(0), out.std(0))
     assert 0.2 < torch.corrcoef(torch.stack([x0[:, 0], out[:, 0]]))[0, 1] < 0.99  # related, not copied
@@ -306,7 +307,7 @@ def test_same_seed_same_sample_and_batch_independence(name, eta):
 
     def run(seeds: list[int]) -> torch.Tensor:
         gens = [torch.Generator().manual_seed(k) for k in seeds]
-        x = samplers.gaussian_noise((len(seeds), 2), gens)
+        x = gaussian_noise((len(seeds), 2), gens)
         return samplers.sample(name, den, s, x, ts, generator=gens, eta=eta)
 
     batch = run([11, 12, 13])
@@ -314,6 +315,52 @@ def test_same_seed_same_sample_and_batch_independence(name, eta):
     assert torch.equal(batch[1], run([12])[0])
     assert torch.equal(batch[2], run([7, 13])[1])
     assert not torch.equal(batch[0], batch[1])
+
+
+def _frame_correlation(noise: torch.Tensor) -> float:
+    """Mean correlation between the noise of two different frames of one sample, over (b, c, f, h, w) noise."""
+    flat = noise.permute(0, 1, 3, 4, 2).reshape(-1, noise.shape[2])  # (b c h w, f)
+    corr = torch.corrcoef(flat.T)
+    f = corr.shape[0]
+    return float((corr.sum() - corr.diagonal().sum()) / (f * f - f))
+
+
+def test_frame_noise_shares_a_part_of_each_frames_variance():
+    """The mixed noise model: each frame N(0, I), any two frames of a sample correlated by ρ, samples
+    independent; ρ = 0 is exactly the independent draws."""
+    shape, seeds = (6, 3, 5, 16, 16), [1, 2, 3, 4, 5, 6]
+    gens = lambda: [torch.Generator().manual_seed(k) for k in seeds]  # noqa: E731
+    assert torch.equal(frame_noise(shape, gens(), correlation=0.0), gaussian_noise(shape, gens()))
+    for rho in (0.3, 0.7):
+        noise = frame_noise(shape, gens(), correlation=rho)
+        assert noise.shape == shape
+        assert abs(float(noise.std()) - 1.0) < 0.03 and abs(float(noise.mean())) < 0.03
+        assert abs(_frame_correlation(noise) - rho) < 0.05, rho
+        assert abs(float(torch.corrcoef(noise[:2].reshape(2, -1))[0, 1])) < 0.05  # two samples: independent
+    assert abs(_frame_correlation(frame_noise(shape, gens())) - 0.0) < 0.05
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        frame_noise(shape, gens(), correlation=1.0)
+    with pytest.raises(ValueError, match="needs a"):
+        frame_noise((6, 3, 16, 16), gens(), correlation=0.5)
+
+
+@pytest.mark.parametrize("name, eta", [("ddpm", 0.0), ("ddim", 1.0)])
+def test_stochastic_samplers_add_noise_correlated_across_frames(name, eta):
+    """The noise an ancestral step adds has the model's frame correlation, as its starting noise and its training
+    noise do: from x = 0 with a denoiser that always says x̂0 = 0, the state the last step sees is added noise
+    alone."""
+    s = schedule()
+    seen = []
+
+    def denoiser(x_t, t):
+        seen.append(x_t.clone())
+        return torch.zeros_like(x_t)
+
+    gens = [torch.Generator().manual_seed(k) for k in range(8)]
+    samplers.sample(name, denoiser, s, torch.zeros(8, 3, 6, 8, 8), s.timesteps(10), generator=gens, eta=eta,
+                    frame_correlation=0.6)
+    assert float(seen[-1].abs().mean()) > 1e-3
+    assert abs(_frame_correlation(seen[-1]) - 0.6) < 0.05
 
 
 def test_samplers_keep_float32_any_shape_and_report_progress():
@@ -340,7 +387,7 @@ def test_sampler_input_errors():
     with pytest.raises(ValueError, match="descending"):
         samplers.ddim(gaussian_denoiser(s), s, torch.zeros(1, 2), [10, 500])
     with pytest.raises(ValueError, match="3 generators for a batch of 2"):
-        samplers.gaussian_noise((2, 4), [torch.Generator()] * 3)
+        gaussian_noise((2, 4), [torch.Generator()] * 3)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -92,6 +93,18 @@ def test_constant_velocity_is_smooth():
     m = motion([judge_video(render_clip(scene, 8, 1, 128)[0])])
     assert m["mean_displacement_px"] == pytest.approx(math.hypot(0.02, 0.01) * 128, rel=0.1)
     assert m["smoothness"] < 0.2
+
+
+def test_a_jump_fails_steady_motion_that_the_mean_step_lets_through():
+    """An object that glides at the world's speed but jumps across the frame once between two frames: its mean
+    step is still within the true range's tolerance, its longest step is not."""
+    scene = Scene("white", "circle", "small", "black", x=0.2, y=0.3, vx=0.02, vy=0.0)  # 0.08 S per frame at skip 4
+    clip = render_clip(scene, 8, 4, 32)[0]
+    jumped = clip.copy()
+    jumped[5:] = render_clip(replace(scene, x=0.2, y=0.75), 3, 4, 32)[0]  # 0.45 S (14 px) down between frames 4, 5
+    glide, jump = (motion([judge_video(c)], fps=7.5) for c in (clip, jumped))
+    assert glide["true_speed_fraction"] == 1.0 and glide["steady_fraction"] == 1.0
+    assert jump["true_speed_fraction"] == 1.0 and jump["steady_fraction"] == 0.0
 
 
 def test_label_components_four_connected_per_frame():
@@ -265,8 +278,9 @@ def test_mav_eval_stage_gates_every_stage_against_its_baseline(tiny_model, capsy
                                                         *(f"{a} via P" for a in ATTRIBUTES)}
     # P is judged in CLIP space, so its gate means something before any decoder is trained
     assert set(gates["prior"]["figures"]) == {"cosine", "shape", "color", "size"}
-    assert set(gates["decoder"]["figures"]) == {"true_speed_videos", "single_object"}
+    assert set(gates["decoder"]["figures"]) == {"true_speed_videos", "steady_videos", "single_object"}
     assert gates["decoder"]["baselines"]["true_speed_videos"] == 1.0  # the true clips move like the world
+    assert gates["decoder"]["baselines"]["steady_videos"] == 1.0  # and never jump
 
 
 def test_mav_eval_stage_bad_input(tmp_path, capsys):

@@ -166,6 +166,31 @@ def test_high_noise_option_reaches_the_timestep_draw(ready_model, monkeypatch):
     assert seen == [losses.HIGH_NOISE.get("interpolator", 0.0), 0.7]
 
 
+def test_decoder_video_noise_shares_the_configured_part_across_frames(ready_model, monkeypatch):
+    """D^t trains on the noise it samples from: with `frame_noise_correlation` ρ, the noise its loss adds to a clip
+    has frames correlated by ρ (the starting noise of `Decoder.sample` is drawn by the same function)."""
+    from mav.pipeline import load_pipeline
+
+    path = ready_model / "decoder" / "config.json"
+    path.write_text(json.dumps(dict(json.loads(path.read_text()), frame_noise_correlation=0.5)))
+    seen = []
+    draw = losses.frame_noise
+
+    def spy(shape, gens, device=None, correlation=0.0):
+        seen.append(correlation)
+        return draw(shape, gens, device, correlation)
+
+    monkeypatch.setattr(losses, "frame_noise", spy)
+    run_ = build_stage("decoder-video", ready_model, "shapes", seed=0, steps=1, batch_size=2)
+    with torch.no_grad():
+        run_.loss_fn(run_.model, run_.batch_fn(0, range(2)), 0)
+    assert seen == [0.5]
+    decoder = load_pipeline(ready_model).decoder
+    noise = decoder.noise((16, 3, 4, 16, 16), [torch.Generator().manual_seed(k) for k in range(16)])
+    corr = torch.corrcoef(noise.permute(2, 0, 1, 3, 4).reshape(4, -1))
+    assert abs(float(corr[0, 1:].mean()) - 0.5) < 0.05
+
+
 def test_residual_interpolator_trains_on_the_difference_from_the_blend(ready_model, monkeypatch):
     """Training and sampling build the same inputs: a residual ↑F's loss is shown the blend of the given frames
     and scores (clip − blend) / residual_scale, the quantity `Interpolator.fill` samples."""

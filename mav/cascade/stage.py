@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from mav.conditioning import from_sr_residual, sr_residual
-from mav.diffusion.noise import gaussian_noise
+from mav.diffusion.noise import frame_noise
 from mav.progress import Reporter
 
 
@@ -55,9 +55,15 @@ class Stage:
     def config(self):
         return self.model.config
 
+    @property
+    def frame_correlation(self) -> float:
+        """The share of noise variance the frames of a clip share (`UNetConfig.frame_noise_correlation`)."""
+        return getattr(self.config, "frame_noise_correlation", 0.0)
+
     def noise(self, shape: Sequence[int], gens: Sequence[torch.Generator]) -> Tensor:
-        """Gaussian noise of shape (b, …) on the stage's device, row i drawn from gens[i]."""
-        return gaussian_noise(shape, gens, self.runtime.device)
+        """Gaussian noise of shape (b, …) on the stage's device, row i drawn from gens[i]; a video's frames
+        correlated as the model was trained."""
+        return frame_noise(shape, gens, self.runtime.device, self.frame_correlation if len(shape) == 5 else 0.0)
 
     def compile(self) -> None:
         """Run the denoiser through `torch.compile` from now on; `model` stays as it is."""
@@ -108,6 +114,7 @@ class Stage:
         start = time.perf_counter()
         with runtime.reporter.stage(label or self.label, len(timesteps)) as callback, torch.no_grad():
             out = samplers.sample(runtime.sampler, denoiser, schedule, x.float(), timesteps, generator=list(gens),
-                                  callback=callback, eta=runtime.eta)
+                                  callback=callback, eta=runtime.eta,
+                                  frame_correlation=self.frame_correlation if x.dim() == 5 else 0.0)
         runtime.timings[self.name] = runtime.timings.get(self.name, 0.0) + time.perf_counter() - start
         return out if offset is None else from_sr_residual(out, offset, scale)

@@ -29,6 +29,23 @@ def gaussian_noise(shape: Sequence[int], generator: Generators = None, device: t
     return noise.to(device=device, dtype=dtype)
 
 
+def frame_noise(shape: Sequence[int], generator: Generators = None, device: torch.device | str | None = None,
+                correlation: float = 0.0) -> Tensor:
+    """ε for a video batch `(b, c, f, h, w)` whose frames share a share `correlation` (ρ) of their noise variance:
+    √ρ·ε_shared + √(1 − ρ)·ε_frame, each frame still N(0, I) (the mixed noise model of Ge et al. 2023, "Preserve
+    Your Own Correlation"). ρ = 0 is `gaussian_noise`, the same draws; ρ > 0 draws f + 1 frames per sample, the
+    last shared."""
+    if not 0.0 <= correlation < 1.0:
+        raise ValueError(f"the frames' noise correlation must be in [0, 1), got {correlation}")
+    if correlation == 0.0:
+        return gaussian_noise(shape, generator, device)
+    if len(shape) != 5:
+        raise ValueError(f"correlated frame noise needs a (b, c, f, h, w) shape, got {tuple(shape)}")
+    b, c, f, h, w = shape
+    noise = gaussian_noise((b, c, f + 1, h, w), generator, device)
+    return correlation ** 0.5 * noise[:, :, f:] + (1.0 - correlation) ** 0.5 * noise[:, :, :f]
+
+
 def sample_generators(seed: int, index: Tensor) -> list[torch.Generator]:
     """Training: one generator per global sample index j of a run seeded `seed`, so that sample j's noise, timestep
     and dropout are the same on any number of processes and after a resume."""

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from mav.diffusion.noise import Generators, gaussian_noise
+from mav.diffusion.noise import Generators, frame_noise
 from mav.diffusion.schedule import NoiseSchedule
 from mav.errors import UsageError
 
@@ -73,7 +73,7 @@ def ddpm_posterior(alpha_bar_t: float, alpha_bar_s: float) -> tuple[float, float
 
 
 def ddpm(denoiser: Denoiser, schedule: NoiseSchedule, x: Tensor, timesteps: Tensor | Sequence[int],
-         generator: Generators = None, callback: Callback | None = None) -> Tensor:
+         generator: Generators = None, callback: Callback | None = None, frame_correlation: float = 0.0) -> Tensor:
     """Ancestral sampling (Ho et al. 2020, Alg. 2): x_s ~ q(x_s | x_t, x̂_0) at every used step.
 
     With a learned-range variance v ∈ [−1, 1] from the denoiser (Nichol & Dhariwal 2021, Eq. 15, over the
@@ -91,14 +91,15 @@ def ddpm(denoiser: Denoiser, schedule: NoiseSchedule, x: Tensor, timesteps: Tens
             else:
                 frac = (learned + 1) / 2
                 std = torch.exp(0.5 * (frac * math.log(1 - a_t / a_s) + (1 - frac) * math.log(variance)))
-            x = x + std * gaussian_noise(x.shape, generator, x.device)
+            x = x + std * frame_noise(x.shape, generator, x.device, frame_correlation)
         if callback is not None:
             callback(i + 1, len(pairs))
     return x
 
 
 def ddim(denoiser: Denoiser, schedule: NoiseSchedule, x: Tensor, timesteps: Tensor | Sequence[int],
-         eta: float = 0.0, generator: Generators = None, callback: Callback | None = None) -> Tensor:
+         eta: float = 0.0, generator: Generators = None, callback: Callback | None = None,
+         frame_correlation: float = 0.0) -> Tensor:
     """DDIM (Song et al. 2021, Eq. 12); eta = 0 is deterministic, eta = 1 has DDPM's ancestral variance:
 
     x_s = √ᾱ_s x̂_0 + √(1 − ᾱ_s − σ²) ε̂ + σ z,   σ = η √((1 − ᾱ_s)/(1 − ᾱ_t)) √(1 − ᾱ_t/ᾱ_s)   (Eq. 16)
@@ -113,7 +114,7 @@ def ddim(denoiser: Denoiser, schedule: NoiseSchedule, x: Tensor, timesteps: Tens
         sigma = eta * math.sqrt((1 - a_s) / (1 - a_t) * (1 - a_t / a_s))
         x = math.sqrt(a_s) * x0 + math.sqrt(max(1 - a_s - sigma**2, 0.0)) * eps
         if sigma > 0:
-            x = x + sigma * gaussian_noise(x.shape, generator, x.device)
+            x = x + sigma * frame_noise(x.shape, generator, x.device, frame_correlation)
         if callback is not None:
             callback(i + 1, len(pairs))
     return x
@@ -157,12 +158,16 @@ def dpmpp_2m(denoiser: Denoiser, schedule: NoiseSchedule, x: Tensor, timesteps: 
 
 
 def sample(name: str, denoiser: Denoiser, schedule: NoiseSchedule, x: Tensor, timesteps: Tensor | Sequence[int],
-           generator: Generators = None, callback: Callback | None = None, eta: float = 0.0) -> Tensor:
-    """Run the sampler called `name` ("ddpm" | "ddim" | "dpmpp"); eta is used by ddim only."""
+           generator: Generators = None, callback: Callback | None = None, eta: float = 0.0,
+           frame_correlation: float = 0.0) -> Tensor:
+    """Run the sampler called `name` ("ddpm" | "ddim" | "dpmpp"); eta is used by ddim only. The noise a stochastic
+    sampler adds has the model's `frame_correlation` across frames (`mav.diffusion.noise.frame_noise`)."""
     if name == "ddpm":
-        return ddpm(denoiser, schedule, x, timesteps, generator=generator, callback=callback)
+        return ddpm(denoiser, schedule, x, timesteps, generator=generator, callback=callback,
+                    frame_correlation=frame_correlation)
     if name == "ddim":
-        return ddim(denoiser, schedule, x, timesteps, eta=eta, generator=generator, callback=callback)
+        return ddim(denoiser, schedule, x, timesteps, eta=eta, generator=generator, callback=callback,
+                    frame_correlation=frame_correlation)
     if name == "dpmpp":
         return dpmpp_2m(denoiser, schedule, x, timesteps, generator=generator, callback=callback)
     raise UsageError(f"sampler must be one of {', '.join(SAMPLERS)}, got {name!r}")

@@ -157,9 +157,11 @@ def motion(readings: Sequence[Readings], fps: float | None = None) -> dict:
     Displacements count only between consecutive frames that both have an object; a video moves when its centroid
     gets farther than MOVE_THRESHOLD·S from its first position. Smoothness is mean |Δ²c| / mean |Δc| (0 for
     constant velocity; bounces and jitter raise it). With `fps`, `true_speed_fraction` is the share of videos with
-    an object in every frame whose mean step lies within ×MOTION_TOLERANCE of the true range at that fps.
+    an object in every frame whose mean step lies within ×MOTION_TOLERANCE of the true range at that fps, and
+    `steady_fraction` the share with an object in every frame and no step longer than ×MOTION_TOLERANCE the
+    range's top (a mean can hide an object that jumps across the frame once and glides otherwise).
     """
-    speeds, relative, moving, smooth, true_speed = [], [], [], [], []
+    speeds, relative, moving, smooth, true_speed, steady = [], [], [], [], [], []
     for r in readings:
         c = r.centroid  # (F, 2), NaN without an object
         step = np.linalg.norm(np.diff(c, axis=0), axis=1)  # NaN where either frame lacks an object
@@ -167,6 +169,7 @@ def motion(readings: Sequence[Readings], fps: float | None = None) -> dict:
             lo, hi = true_displacement_range(fps, r.frame_size)
             mean_step = np.nanmean(step) if np.isfinite(step).any() else np.nan
             true_speed.append(bool(r.found.all() and lo / MOTION_TOLERANCE <= mean_step <= hi * MOTION_TOLERANCE))
+            steady.append(bool(r.found.all() and (len(step) == 0 or step.max() <= hi * MOTION_TOLERANCE)))
         if np.isfinite(step).any():
             speeds.append(np.nanmean(step))
             relative.append(np.nanmean(step) / r.frame_size)
@@ -184,7 +187,8 @@ def motion(readings: Sequence[Readings], fps: float | None = None) -> dict:
            "smoothness": finite_mean(smooth)}
     if fps is not None:
         lo, hi = true_displacement_range(fps, readings[0].frame_size) if readings else (None, None)
-        out.update(true_speed_fraction=finite_mean(true_speed), true_displacement_px=[lo, hi], fps=fps)
+        out.update(true_speed_fraction=finite_mean(true_speed), steady_fraction=finite_mean(steady),
+                   true_displacement_px=[lo, hi], fps=fps)
     return out
 
 

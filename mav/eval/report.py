@@ -58,6 +58,8 @@ def print_report(report: dict, console=None) -> None:
             lo, hi = mot["true_displacement_px"]
             table.add_row(f"videos moving like the world (mean step within ×1.5 of {lo:.1f}–{hi:.1f} px/frame)",
                           _pct(mot["true_speed_fraction"]))
+            table.add_row(f"videos without a jump (no step longer than ×1.5 of {hi:.1f} px/frame)",
+                          _pct(mot["steady_fraction"]))
         console.print(table)
 
     # ↑F

@@ -7,7 +7,8 @@ Every number is measured on the shapes world (DESIGN §4), where the truth is kn
   ones ("green triangle on black"), judged frame by frame (`mav.eval.judge`) against the attributes the prompt
   names; accuracy is over all frames of all videos, per attribute and for all named attributes at once;
 - presence and motion of the same videos: frames with exactly one object; centroid speed, the share of videos
-  that move, and smoothness (mean |second difference| / mean |first difference| of the centroid path);
+  that move, and smoothness (mean |second difference| / mean |first difference| of the centroid path); the
+  share whose mean step is at the world's speed, and the share with no jump (no step beyond the world's);
 - ↑F: PSNR of the filled frames of a true clip with every k-th frame known, beside linear blending of the known
   frames around each one; SR^t_l and SR_h: PSNR against the true high-resolution render of a clip rendered at the
   low resolution, beside bicubic upsampling; extrapolation: the centroid error of frames continued from the first

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from mav.conditioning import (Text, frame_mask_cond, image_embedding, noise_augment, resize_frames, sr_cond,
                               sr_residual, to_prior_space, unet_inputs)
-from mav.diffusion.noise import draw_timesteps, draw_uniform, gaussian_noise, sample_generators
+from mav.diffusion.noise import draw_timesteps, draw_uniform, frame_noise, gaussian_noise, sample_generators
 
 # Min-SNR-γ by default only for D on images (Hang et al. 2023: ≈3× faster convergence on image generation). Its
 # weight min(SNR, γ) on the x0 error all but drops the high-noise end, which is where a stage must lean on its
@@ -54,12 +54,13 @@ def _drop(text: tuple[Tensor, Tensor, Tensor], empty: tuple[Tensor, Tensor, Tens
 
 
 def _denoise_loss(model, schedule, x0: Tensor, gens, *, mask: Tensor | None = None,
-                  min_snr_gamma: float | None = None, high_noise: float = 0.0, **kwargs) -> Tensor:
+                  min_snr_gamma: float | None = None, high_noise: float = 0.0, frame_correlation: float = 0.0,
+                  **kwargs) -> Tensor:
     """ε-, v- or x0-prediction MSE at timesteps and noise drawn from each sample's generator (only where `mask`,
     each sample weighted by min-SNR-γ when `min_snr_gamma` is set, a share `high_noise` of the timesteps from the
-    noisier half)."""
+    noisier half, a video's frames sharing a share `frame_correlation` of their noise)."""
     t = draw_timesteps(gens, schedule.num_timesteps, high_noise).to(x0.device)
-    noise = gaussian_noise(x0.shape, gens, x0.device)
+    noise = frame_noise(x0.shape, gens, x0.device, frame_correlation)
     out = model(schedule.q_sample(x0, t, noise), t, **kwargs)
     return schedule.training_loss(out.float(), x0, noise, t, mask=mask, min_snr_gamma=min_snr_gamma)
 
@@ -136,7 +137,8 @@ def _decoder_video_loss(*, schedule, clip, seed, config, gamma=None, high_noise=
         keep = (draw_uniform(gens) >= CFG_DROPOUT).to(device)
         kwargs = unet_inputs(config, len(gens), embed=_video_embed(clip, video), keep=keep,
                              text=Text(*_no_text(empty, batch, device)), fps=batch["fps"])
-        return _denoise_loss(model, schedule, video, gens, min_snr_gamma=gamma, high_noise=high_noise, **kwargs)
+        return _denoise_loss(model, schedule, video, gens, min_snr_gamma=gamma, high_noise=high_noise,
+                             frame_correlation=config.frame_noise_correlation, **kwargs)
     return loss_fn
 
 
