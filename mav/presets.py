@@ -95,7 +95,8 @@ def _shapes() -> Preset:
             "clip": ClipConfig(model_cfg=tiny_clip_cfg(embed_dim=embed, width=text_w, image_size=32,
                                                        context_length=ctx, patch_size=4)),
             "prior": PriorConfig(embed_dim=embed, text_dim=text_w, text_tokens=ctx, width=128, layers=3, heads=4),
-            "decoder": UNetConfig(**base, num_frames=8),
+            # the frames of a clip share half their noise (PYoCo's mixed model; TRAINING.md §8)
+            "decoder": UNetConfig(**base, num_frames=8, frame_noise_correlation=0.5),
             # ↑F diffuses how the in-between frames differ from the blend of the given ones (TRAINING.md §4)
             "interpolator": UNetConfig(**base, cond_channels=4, num_frames=9, **INTERPOLATOR_RESIDUAL),
             "sr_low": UNetConfig(widths=(24, 48), blocks_per_level=1, attention_levels=(), heads=4, cond_channels=3,
