@@ -71,6 +71,16 @@ def test_unet_config_checks_the_interpolator_residual():
     assert UNetConfig(cond_channels=4, residual=True, mask_fill="blend").residual
 
 
+def test_unet_config_checks_the_frame_noise_correlation():
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        UNetConfig(frame_noise_correlation=1.0)  # every frame the same noise: nothing left to tell frames apart
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        UNetConfig(frame_noise_correlation=-0.1)
+    with pytest.raises(ValueError, match="video models"):
+        UNetConfig(temporal=False, frame_noise_correlation=0.5)
+    assert UNetConfig(frame_noise_correlation=0.5).frame_noise_correlation == 0.5
+
+
 def test_residual_interpolator_samples_the_difference_from_the_blend(tiny_model, tmp_path, monkeypatch):
     """A residual ↑F diffuses how the frames it makes differ from the blend of the given ones: with a network whose
     x̂0 is always a zero residual, fill() returns exactly the blend, window by window, and keeps the given frames."""

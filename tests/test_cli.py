@@ -276,6 +276,7 @@ def test_several_outputs_need_a_field(tiny_model, media, tmp_path, capsys):
     ("bin_weights", "safetensors"),
     ("corrupt_weights", "decoder"),
     ("wrong_shape", "shape"),
+    ("bad_noise_correlation", "frame_noise_correlation"),
 ])
 def test_broken_model_folder(damage, needle, tiny_model, tmp_path, capsys):
     from safetensors.torch import load_file, save_file
@@ -299,6 +300,9 @@ def test_broken_model_folder(damage, needle, tiny_model, tmp_path, capsys):
         key = next(k for k, v in tensors.items() if v.dim() == 4)
         tensors[key] = torch.zeros(*tensors[key].shape[:-1], tensors[key].shape[-1] + 1)
         save_file(tensors, weights)
+    elif damage == "bad_noise_correlation":
+        config = folder / "decoder" / "config.json"
+        config.write_text(json.dumps(dict(json.loads(config.read_text()), frame_noise_correlation=1.0)))
     out = tmp_path / "out.mp4"
     assert mav("generate", "x", "--model", folder, "-o", out) == 3
     assert needle in _one_line_error(capsys)

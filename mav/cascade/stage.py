@@ -55,15 +55,15 @@ class Stage:
     def config(self):
         return self.model.config
 
-    @property
-    def frame_correlation(self) -> float:
-        """The share of noise variance the frames of a clip share (`UNetConfig.frame_noise_correlation`)."""
-        return getattr(self.config, "frame_noise_correlation", 0.0)
+    def frame_correlation(self, ndim: int) -> float:
+        """The share of noise variance the frames of a clip share (`UNetConfig.frame_noise_correlation`) for a
+        tensor of `ndim` dimensions: only videos `(b, c, f, h, w)` have frames to share it."""
+        return getattr(self.config, "frame_noise_correlation", 0.0) if ndim == 5 else 0.0
 
     def noise(self, shape: Sequence[int], gens: Sequence[torch.Generator]) -> Tensor:
         """Gaussian noise of shape (b, …) on the stage's device, row i drawn from gens[i]; a video's frames
         correlated as the model was trained."""
-        return frame_noise(shape, gens, self.runtime.device, self.frame_correlation if len(shape) == 5 else 0.0)
+        return frame_noise(shape, gens, self.runtime.device, self.frame_correlation(len(shape)))
 
     def compile(self) -> None:
         """Run the denoiser through `torch.compile` from now on; `model` stays as it is."""
@@ -115,6 +115,6 @@ class Stage:
         with runtime.reporter.stage(label or self.label, len(timesteps)) as callback, torch.no_grad():
             out = samplers.sample(runtime.sampler, denoiser, schedule, x.float(), timesteps, generator=list(gens),
                                   callback=callback, eta=runtime.eta,
-                                  frame_correlation=self.frame_correlation if x.dim() == 5 else 0.0)
+                                  frame_correlation=self.frame_correlation(x.dim()))
         runtime.timings[self.name] = runtime.timings.get(self.name, 0.0) + time.perf_counter() - start
         return out if offset is None else from_sr_residual(out, offset, scale)
