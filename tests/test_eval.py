@@ -278,9 +278,10 @@ def test_mav_eval_stage_gates_every_stage_against_its_baseline(tiny_model, capsy
                                                         *(f"{a} via P" for a in ATTRIBUTES)}
     # P is judged in CLIP space, so its gate means something before any decoder is trained
     assert set(gates["prior"]["figures"]) == {"cosine", "shape", "color", "size"}
-    assert set(gates["decoder"]["figures"]) == {"true_speed_videos", "steady_videos", "single_object"}
+    assert set(gates["decoder"]["figures"]) == {"true_speed_videos", "steady_videos", "single_object", "fps_response"}
     assert gates["decoder"]["baselines"]["true_speed_videos"] == 1.0  # the true clips move like the world
     assert gates["decoder"]["baselines"]["steady_videos"] == 1.0  # and never jump
+    assert gates["decoder"]["baselines"]["fps_response"] > 2  # and step farther at a quarter of the frame rate
 
 
 def test_mav_eval_stage_bad_input(tmp_path, capsys):
@@ -304,3 +305,24 @@ def test_decoder_image_gate_reads_the_true_embedding_with_and_without_its_captio
     assert all(captions) and no_captions == ["", "", ""] and torch.equal(true_embed, alone_embed)
     expected = gate_fns._attribute_accuracy(alone_images, gate_fns._scenes("decoder-image", 0, 3, moving=False))
     assert {a: result.figures[f"{a}, no caption"] for a in ATTRIBUTES} == expected
+
+
+@pytest.mark.parametrize("follows_fps", [True, False])
+def test_decoder_gate_fps_row_needs_the_speed_to_follow_the_fps(tiny_model, monkeypatch, follows_fps):
+    """The decoder gate's fps row passes clips that are the world's at whatever fps D^t is given, and fails clips
+    that move the same at every fps (an fps embedding D^t does not use)."""
+    pipe = load_pipeline(tiny_model, device="cpu")
+    size, frames = pipe.models["decoder"].config.sample_size, pipe.defaults.num_frames
+
+    def clips(scenes, fps):
+        return [judge_video(render_clip(sc, frames, max(1, round(30 / fps)), size)[0]) for sc in scenes]
+
+    def world(pipe, scenes, embed, gens, fps):
+        return clips(scenes, fps if follows_fps else pipe.defaults.fps), clips(scenes, fps)
+
+    monkeypatch.setattr(gate_fns, "_decoder_clips", world)
+    result = gate_fns.run_gate(pipe, "decoder", n=8)
+    assert result.baselines["fps_response"] > 2
+    assert result.checks["fps_response"] is follows_fps
+    assert result.figures["fps_response"] == (pytest.approx(result.baselines["fps_response"]) if follows_fps
+                                              else pytest.approx(1.0))

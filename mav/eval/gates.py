@@ -6,7 +6,7 @@ beat, in a minute or two, so that no stage of a recipe trains on a broken one.
 | clip | zero-shot shape, colour, size (text prompts that differ in that attribute only) | chance | each ≥ 90 % |
 | prior | cosine of P's embedding to the true one; shape, colour, size retrieved from P's embedding (the nearest of the scene's images that differ in that attribute only) | the mean image embedding; chance | cosine above the baseline, each attribute ≥ 90 % |
 | decoder-image | attributes of D's images (temporal layers off) from the true embedding and caption, from the true embedding with no caption (what D^t's videos give its spatial layers), and (with a prior) from P's embedding | chance | each ≥ 90 % |
-| decoder | D^t's clips: videos whose mean step is within ×1.5 of the true range; videos with no step longer than ×1.5 its top (no jump); frames with one object | the true clips | ≥ 90 %; ≥ 90 %; ≥ 98 % |
+| decoder | D^t's clips: videos whose mean step is within ×1.5 of the true range; videos with no step longer than ×1.5 its top (no jump); frames with one object; the mean step at half the base fps over that at twice it (fps response) | the true clips | ≥ 90 %; ≥ 90 %; ≥ 98 %; within ×1.5 of the true ratio |
 | interpolator | ↑F PSNR at the served layout, sampled and of x̂0 at t = T−1; extrapolation centroid error | linear blend; holding the last frame | sampled ≥ blend + 3 dB, x̂0 ≥ blend; error below holding |
 | sr-low, sr-high | PSNR of the sampled SR, and of x̂0 at t = T−1 | bicubic | sampled ≥ bicubic + 2 dB (SR^t_l) / ≥ what an exact posterior sample of one frame scores, bicubic − 1.4 dB (SR_h); x̂0 ≥ bicubic + 1 dB |
 
@@ -27,8 +27,8 @@ from mav.conditioning import NATIVE_FPS
 from mav.errors import UsageError
 from mav.eval.judge import judge_video
 from mav.conditioning import frame_mask_cond, from_sr_residual, sr_residual, unet_inputs
-from mav.eval.metrics import (ATTRIBUTES, INTERPOLATION, eval_scene, linear_blend, motion, psnr, stack_clips,
-                              unstack_clips)
+from mav.eval.metrics import (ATTRIBUTES, INTERPOLATION, MOTION_TOLERANCE, eval_scene, linear_blend, motion, psnr,
+                              stack_clips, unstack_clips)
 from mav.eval.run import (Clock, dense_skip, empty_text, extrapolation_section, interpolation_section, noise_seeds,
                           sr_section)
 from mav.diffusion.noise import gaussian_noise, generators
@@ -212,34 +212,53 @@ def gate_prior(pipe, n: int, seed: int) -> GateResult:
     return _result("prior", rows, start, n=n)
 
 
+def _decoder_clips(pipe, scenes: list[Scene], embed: torch.Tensor, gens, fps: float) -> tuple[list, list]:
+    """D^t's clips of `scenes` (their true embedding and caption) at `fps`, and the true clips at that rate:
+    each judged (`judge_video`)."""
+    cfg, n = pipe.models["decoder"].config, len(scenes)
+    video = pipe.decoder.sample(embed, pipe.encode_text([s.describe() for s in scenes]), pipe.encode_text([""] * n),
+                                gens, num_frames=pipe.defaults.num_frames, fps=fps,
+                                steps=pipe.steps_for("decoder", None), guidance=pipe.guidance_for("decoder", None))
+    made = [judge_video(v) for v in unstack_clips(video, fps)]
+    truth = [judge_video(render_clip(sc, pipe.defaults.num_frames, max(1, round(NATIVE_FPS / fps)),
+                                     cfg.sample_size)[0]) for sc in scenes]
+    return made, truth
+
+
 def gate_decoder(pipe, n: int, seed: int) -> GateResult:
     """D^t's base clips from the true embedding and caption of still scenes, at the model's base fps: does the
     object move like the world's objects (mean step within ×1.5 of the true range, and no step longer than ×1.5
-    its top: no jump) and stay one?"""
+    its top: no jump) and stay one? And does the fps it is given set its speed: the mean step at half the base fps
+    over that at twice it (a quarter of the scenes, the same noise at both rates), within ×1.5 of the true
+    clips' ratio?"""
     start = time.perf_counter()
-    cfg = pipe.models["decoder"].config
     scenes = _scenes("decoder", seed, n, moving=True)
     embed = pipe.encode_images(_images(scenes, pipe.models["clip"].image_size, pipe.device))
-    captions = [s.describe() for s in scenes]
-    gens = generators(noise_seeds(seed, GATE_SECTION + GATES.index("decoder"), 0, n))
+    seeds = noise_seeds(seed, GATE_SECTION + GATES.index("decoder"), 0, n)
     fps = pipe.defaults.fps
-    video = pipe.decoder.sample(embed, pipe.encode_text(captions), pipe.encode_text([""] * n), gens,
-                                num_frames=pipe.defaults.num_frames, fps=fps, steps=pipe.steps_for("decoder", None),
-                                guidance=pipe.guidance_for("decoder", None))
-    readings = [judge_video(v) for v in unstack_clips(video, fps)]
-    moves = motion(readings, fps=fps)
-    truth = [judge_video(render_clip(sc, pipe.defaults.num_frames, round(NATIVE_FPS / fps), cfg.sample_size)[0])
-             for sc in scenes]
+    readings, truth = _decoder_clips(pipe, scenes, embed, generators(seeds), fps)
+    moves, true_moves = motion(readings, fps=fps), motion(truth, fps=fps)
     single = float(np.mean(np.concatenate([r.single for r in readings])))
     true_single = float(np.mean(np.concatenate([t.single for t in truth])))
-    true_moves = motion(truth, fps=fps)
+    m = max(2, n // 4)
+    steps = {}
+    for rate in (fps / 2, fps * 2):
+        made, true = _decoder_clips(pipe, scenes[:m], embed[:m], generators(seeds[:m]), rate)  # the same noise
+        steps[rate] = (motion(made)["mean_displacement_px"], motion(true)["mean_displacement_px"])
+    (slow, true_slow), (fast, true_fast) = steps[fps / 2], steps[fps * 2]
+    response = slow / fast if slow is not None and fast else None
+    true_response = true_slow / true_fast
     rows = {"true_speed_videos": (moves["true_speed_fraction"], true_moves["true_speed_fraction"],
                                   f"≥ {SMOOTH_VIDEOS_BAR:.2f}", moves["true_speed_fraction"] >= SMOOTH_VIDEOS_BAR),
             "steady_videos": (moves["steady_fraction"], true_moves["steady_fraction"], f"≥ {SMOOTH_VIDEOS_BAR:.2f}",
                               moves["steady_fraction"] >= SMOOTH_VIDEOS_BAR),
-            "single_object": (single, true_single, f"≥ {SINGLE_OBJECT_BAR:.2f}", single >= SINGLE_OBJECT_BAR)}
+            "single_object": (single, true_single, f"≥ {SINGLE_OBJECT_BAR:.2f}", single >= SINGLE_OBJECT_BAR),
+            "fps_response": (response, true_response, f"within ×{MOTION_TOLERANCE:g} of the baseline",
+                             response is not None
+                             and true_response / MOTION_TOLERANCE <= response <= true_response * MOTION_TOLERANCE)}
     return _result("decoder", rows, start, n=n, fps=fps, true_displacement_px=moves["true_displacement_px"],
-                   mean_displacement_px=moves["mean_displacement_px"], smoothness=moves["smoothness"])
+                   mean_displacement_px=moves["mean_displacement_px"], smoothness=moves["smoothness"],
+                   fps_response_rates=[fps / 2, fps * 2], fps_response_scenes=m)
 
 
 def gate_interpolator(pipe, n: int, seed: int) -> GateResult:
