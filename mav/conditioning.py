@@ -16,6 +16,11 @@ from torch import Tensor
 NATIVE_FPS = 30.0  # the frame rate a frame skip k divides: a clip with skip k has fps 30/k
 
 
+def frame_skip(fps: float) -> int:
+    """The whole native-frame skip nearest to `fps` (at least 1): the rate a clip is rendered or read at."""
+    return max(1, round(NATIVE_FPS / fps))
+
+
 @dataclass
 class Text:
     """CLIP text conditioning for a batch: per-token states, pooled embedding, token mask."""

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from mav.cli import run
+from mav.conditioning import frame_skip
 from mav.eval import gates as gate_fns
 from mav.eval.judge import judge_frame, judge_video, label_components
 from mav.eval.metrics import (ATTRIBUTES, FULL, PARTIAL, PSNR_CAP, eval_scene, linear_blend, motion, partial_prompt, psnr,
@@ -315,7 +316,7 @@ def test_decoder_gate_fps_row_needs_the_speed_to_follow_the_fps(tiny_model, monk
     size, frames = pipe.models["decoder"].config.sample_size, pipe.defaults.num_frames
 
     def clips(scenes, fps):
-        return [judge_video(render_clip(sc, frames, max(1, round(30 / fps)), size)[0]) for sc in scenes]
+        return [judge_video(render_clip(sc, frames, frame_skip(fps), size)[0]) for sc in scenes]
 
     def world(pipe, scenes, embed, gens, fps):
         return clips(scenes, fps if follows_fps else pipe.defaults.fps), clips(scenes, fps)

@@ -23,10 +23,9 @@ import torch
 
 from mav import checks
 from mav.checks import GATES
-from mav.conditioning import NATIVE_FPS
 from mav.errors import UsageError
 from mav.eval.judge import judge_video
-from mav.conditioning import frame_mask_cond, from_sr_residual, sr_residual, unet_inputs
+from mav.conditioning import frame_mask_cond, frame_skip, from_sr_residual, sr_residual, unet_inputs
 from mav.eval.metrics import (ATTRIBUTES, INTERPOLATION, MOTION_TOLERANCE, eval_scene, linear_blend, motion, psnr,
                               stack_clips, unstack_clips)
 from mav.eval.run import (Clock, dense_skip, empty_text, extrapolation_section, interpolation_section, noise_seeds,
@@ -220,8 +219,8 @@ def _decoder_clips(pipe, scenes: list[Scene], embed: torch.Tensor, gens, fps: fl
                                 gens, num_frames=pipe.defaults.num_frames, fps=fps,
                                 steps=pipe.steps_for("decoder", None), guidance=pipe.guidance_for("decoder", None))
     made = [judge_video(v) for v in unstack_clips(video, fps)]
-    truth = [judge_video(render_clip(sc, pipe.defaults.num_frames, max(1, round(NATIVE_FPS / fps)),
-                                     cfg.sample_size)[0]) for sc in scenes]
+    truth = [judge_video(render_clip(sc, pipe.defaults.num_frames, frame_skip(fps), cfg.sample_size)[0])
+             for sc in scenes]
     return made, truth
 
 
@@ -241,11 +240,11 @@ def gate_decoder(pipe, n: int, seed: int) -> GateResult:
     single = float(np.mean(np.concatenate([r.single for r in readings])))
     true_single = float(np.mean(np.concatenate([t.single for t in truth])))
     m = max(2, n // 4)
-    steps = {}
-    for rate in (fps / 2, fps * 2):
-        made, true = _decoder_clips(pipe, scenes[:m], embed[:m], generators(seeds[:m]), rate)  # the same noise
-        steps[rate] = (motion(made)["mean_displacement_px"], motion(true)["mean_displacement_px"])
-    (slow, true_slow), (fast, true_fast) = steps[fps / 2], steps[fps * 2]
+    mean_steps = []
+    for rate in (fps / 2, fps * 2):  # the same noise at both rates
+        made, true = _decoder_clips(pipe, scenes[:m], embed[:m], generators(seeds[:m]), rate)
+        mean_steps.append((motion(made)["mean_displacement_px"], motion(true)["mean_displacement_px"]))
+    (slow, true_slow), (fast, true_fast) = mean_steps
     response = slow / fast if slow is not None and fast else None
     true_response = true_slow / true_fast
     rows = {"true_speed_videos": (moves["true_speed_fraction"], true_moves["true_speed_fraction"],

@@ -29,7 +29,7 @@ import torch
 
 from mav import checks
 from mav.checks import UNTIL_STAGES
-from mav.conditioning import NATIVE_FPS, sr_cond
+from mav.conditioning import NATIVE_FPS, frame_skip, sr_cond
 from mav.diffusion.noise import generators
 from mav.eval.judge import judge_video
 from mav.eval.metrics import (ATTRIBUTES, EVAL_SEED_OFFSET, EXTRAPOLATION, FULL, INTERPOLATION, PARTIAL, SR_HIGH,
@@ -64,7 +64,7 @@ def noise_seeds(seed: int, section: int, start: int, count: int) -> list[int]:
 def dense_skip(pipe) -> tuple[int, float]:
     """The frame skip and fps of the model's final videos: base fps × ↑F factor, as a whole native-frame skip."""
     factor = max(1, pipe.defaults.interpolation_factor)
-    skip = max(1, round(NATIVE_FPS / (pipe.defaults.fps * factor)))
+    skip = frame_skip(pipe.defaults.fps * factor)
     return skip, NATIVE_FPS / skip
 
 

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from mav import checks, files
 from mav.checks import TRAINING_STAGES
-from mav.conditioning import NATIVE_FPS
+from mav.conditioning import frame_skip
 from mav.config import config_to_dict
 from mav.errors import ModelError, UsageError
 from mav.loading import HISTORY_FILE
@@ -258,8 +258,8 @@ def frame_skips(stage: str, defaults, max_skip: int):
     """
     from mav.train.skips import FrameSkipSchedule, SkipChoice
 
-    base = max(1, round(NATIVE_FPS / defaults.fps))
-    dense = max(1, round(NATIVE_FPS / (defaults.fps * max(1, defaults.interpolation_factor))))
+    base = frame_skip(defaults.fps)
+    dense = frame_skip(defaults.fps * max(1, defaults.interpolation_factor))
     if stage == "decoder-video":
         start = min(0.9, max(0.05, base / 2 / max_skip))
         end = min(0.95, max(start + 0.01, (base + 0.5) / max_skip))
