@@ -57,8 +57,8 @@ class FullSpaceTimeAttention(nn.Module):
         self.ff = FeedForward(dim)
 
     def forward(self, x: Tensor, frames: int, context: Tensor | None = None, context_mask: Tensor | None = None,
-                temporal: bool = True, fps_emb: Tensor | None = None) -> Tensor:
-        height, width = x.shape[-2:]  # fps_emb: taken for the pseudo-3D layer's signature, unused here
+                temporal: bool = True, fps_emb: Tensor | None = None, fps_keep: Tensor | None = None) -> Tensor:
+        height, width = x.shape[-2:]  # fps_emb, fps_keep: taken for the pseudo-3D layer's signature, unused here
         tokens = rearrange(x, "(b f) c h w -> b (f h w) c", f=frames)
         tokens = tokens + self.self_attn(self.norm_self(tokens))
         if self.cross_attn is not None and context is not None:

@@ -39,7 +39,8 @@ def unet_inputs(config, batch: int, *, embed: Tensor | None = None, text: Text |
     embed: (b, D) CLIP image embedding, zeros when None (the unconditional embedding); text: the prompt's token
     states; fps: one rate for the batch or (b,) rates, left out when None; cond: the extra input channels (↑F's
     masked frames, SR's upsampled input); aug_level: (b,) noise-augmentation std of an SR input; keep: (b,) bool,
-    classifier-free dropout of the embedding (False: the model's unconditional embedding, zeros or learned). The
+    classifier-free dropout of the embedding (False: the model's unconditional embedding, zeros or learned), and of
+    the fps with it when the model guides on fps (config.fps_guidance). The
     text's pooled embedding goes in too when the model reads it (config.pooled_text_dim). `device` is where
     filled-in tensors go.
     """
@@ -57,6 +58,8 @@ def unet_inputs(config, batch: int, *, embed: Tensor | None = None, text: Text |
         kwargs["text_pooled"] = text.pooled
     if config.fps_cond and fps is not None:
         kwargs["fps"] = fps if isinstance(fps, Tensor) else torch.full((batch,), float(fps), device=device)
+        if getattr(config, "fps_guidance", False) and keep is not None:
+            kwargs["fps_keep"] = keep
     if config.aug_cond and aug_level is not None:
         kwargs["aug_level"] = aug_level
     return kwargs

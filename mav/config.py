@@ -147,6 +147,9 @@ class UNetConfig:
     # With fps_cond: the fps embedding also scales and shifts the input of every temporal attention (zero-initialised),
     # so the temporal layers D^t trains on video can read the frame rate without moving the frozen image layers.
     fps_temporal: bool = False
+    # With fps_cond and an image embedding: the fps is dropped whenever the embedding is (classifier-free dropout in
+    # training) and left out of the unconditional branch when sampling, so guidance amplifies the speed it asks for.
+    fps_guidance: bool = False
     sample_size: int = 32  # output resolution (square)
     low_res_size: int = 0  # SR models: the resolution of their input video; 0 otherwise
     num_frames: int = 8  # frames per window it was trained on
@@ -212,6 +215,8 @@ class UNetConfig:
             raise ValueError("frame_noise_correlation is for video models (temporal=True)")
         if self.fps_temporal and not (self.fps_cond and self.temporal):
             raise ValueError("fps_temporal needs fps_cond=True and temporal=True")
+        if self.fps_guidance and not (self.fps_cond and self.image_embed_dim):
+            raise ValueError("fps_guidance needs fps_cond=True and an image embedding (image_embed_dim > 0)")
         for name, allowed in (("time_conditioning", ("scale_shift", "add")), ("resample", ("conv", "resblock")),
                               ("attention", ("transformer", "joint")), ("text_norm", ("before", "after")),
                               ("cond_upsample", ("bicubic", "antialias")), ("mask_fill", ("zeros", "blend"))):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import shutil
 
@@ -9,6 +11,7 @@ import pytest
 import torch
 
 import mav
+from mav.cascade.decoder import Decoder
 from mav.conditioning import Text, unet_inputs
 from mav.config import UNetConfig
 
@@ -33,6 +36,25 @@ def test_unet_inputs_give_a_decoder_what_it_uses():
     assert unet_inputs(config, 2, embed=embed, text=text, fps=rates)["fps"] is rates
     unconditional = unet_inputs(config, 2)  # no embedding: zeros; no text, no fps: left out
     assert set(unconditional) == {"image_embed"} and torch.equal(unconditional["image_embed"], torch.zeros(2, 4))
+
+
+def test_a_model_that_guides_on_fps_drops_it_with_the_embedding():
+    """Training's classifier-free dropout (keep) drops the fps too, and D^t's unconditional side has none."""
+    config = UNetConfig(image_embed_dim=4, text_dim=8, fps_cond=True, fps_guidance=True)
+    keep = torch.tensor([True, False])
+    assert unet_inputs(config, 2, embed=torch.randn(2, 4), fps=7.5, keep=keep)["fps_keep"] is keep
+    assert "fps_keep" not in unet_inputs(dataclasses.replace(config, fps_guidance=False), 2, fps=7.5, keep=keep)
+
+
+def test_the_decoder_leaves_the_fps_out_of_its_unconditional_side_only_when_it_guides_on_fps(pipe):
+    embed = torch.randn(2, pipe.decoder.config.image_embed_dim)
+    cond, uncond = pipe.decoder.conditions(embed, None, None, 7.5)
+    assert "fps_keep" not in cond and "fps_keep" not in uncond  # a model trained without it samples as before
+    model = copy.deepcopy(pipe.decoder.model)
+    model.config = dataclasses.replace(model.config, fps_guidance=True)
+    cond, uncond = Decoder(model, pipe.runtime).conditions(embed, None, None, 7.5)
+    assert cond["fps_keep"].all() and not uncond["fps_keep"].any()
+    assert torch.equal(cond["fps"], uncond["fps"])
 
 
 def test_unet_inputs_leave_out_what_the_config_does_not_use():

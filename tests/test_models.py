@@ -314,3 +314,25 @@ def test_temporal_layers_can_read_fps():
     fresh(x, t, fps=torch.tensor([4.0, 7.5]), **kwargs).square().mean().backward()
     grads = {n: p.grad for n, p in fresh.named_parameters() if "temporal_fps" in n or n.startswith("fps_embed.mlp.2")}
     assert grads and all(g is not None and g.abs().sum() > 0 for g in grads.values())
+
+
+def test_fps_guidance_drops_the_fps_where_the_sample_is_not_kept():
+    """With fps_guidance, fps_keep=False is the same as giving no fps at all (the fps embedding's output layer has
+    a bias, so zeroing its input would not do), and fps_keep=True the same as plain fps, sample by sample."""
+    model = build("decoder", fps_guidance=True)
+    perturb(model, lambda n: True)
+    x, t, kwargs = unet_inputs(model.config)
+    with torch.no_grad():
+        mixed = model(x, t, fps_keep=torch.tensor([False, True]), **kwargs)
+        with_fps = model(x, t, **kwargs)
+        without = model(x, t, **{k: v for k, v in kwargs.items() if k != "fps"})
+    assert (with_fps - without).abs().max() > 1e-3  # the check below can fail
+    torch.testing.assert_close(mixed[0], without[0])
+    torch.testing.assert_close(mixed[1], with_fps[1])
+
+
+def test_fps_guidance_needs_fps_and_an_embedding():
+    with pytest.raises(ValueError, match="fps_guidance"):
+        dataclasses.replace(TINY["decoder"], fps_guidance=True, fps_cond=False, fps_temporal=False)
+    with pytest.raises(ValueError, match="fps_guidance"):
+        dataclasses.replace(TINY["decoder"], fps_guidance=True, image_embed_dim=0)

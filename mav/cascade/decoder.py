@@ -23,9 +23,11 @@ class Decoder(Stage):
         """The network's keyword arguments for guidance: conditional, and unconditional (the model's
         unconditional embedding, zeros or learned, and the negative prompt)."""
         b, device = embed.shape[0], self.runtime.device
-        cond = unet_inputs(self.config, b, embed=embed, text=text, fps=fps, device=device)
+        # A model that guides on fps (config.fps_guidance) has no fps on its unconditional side.
+        keep = torch.ones(b, dtype=torch.bool, device=device) if self.config.fps_guidance else None
+        cond = unet_inputs(self.config, b, embed=embed, text=text, fps=fps, keep=keep, device=device)
         uncond = unet_inputs(self.config, b, embed=self.model.null_image_embed(b).to(embed), text=negative, fps=fps,
-                             device=device)
+                             keep=None if keep is None else ~keep, device=device)
         return cond, uncond
 
     def sample(self, embed: Tensor, text: Text | None, negative: Text | None, gens: Sequence[torch.Generator], *,

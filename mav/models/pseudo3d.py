@@ -134,9 +134,10 @@ class Pseudo3DAttention(nn.Module):
             nn.init.zeros_(self.temporal_fps.bias)
 
     def forward(self, x: Tensor, frames: int, context: Tensor | None = None, context_mask: Tensor | None = None,
-                temporal: bool = True, fps_emb: Tensor | None = None) -> Tensor:
+                temporal: bool = True, fps_emb: Tensor | None = None, fps_keep: Tensor | None = None) -> Tensor:
         """x: `(b f) c h w`; context: `((b f), m, context_dim)`; context_mask: bool `((b f), m)`, True = attend;
-        fps_emb: `(b, fps_dim)`, the fps embedding's hidden features, used when the layer has `temporal_fps`."""
+        fps_emb: `(b, fps_dim)`, the fps embedding's hidden features, used when the layer has `temporal_fps`;
+        fps_keep: `(b,)` bool, False where a sample has no fps (no scale or shift)."""
         height, width = x.shape[-2:]
         tokens = chunked(self._spatial, self.frame_chunk, x, context, context_mask)
         if self.temporal_attn is None or not temporal:
@@ -144,7 +145,10 @@ class Pseudo3DAttention(nn.Module):
         tokens = rearrange(tokens, "(b f) s c -> b s f c", f=frames)
         normed = self.temporal_norm(tokens)
         if self.temporal_fps is not None and fps_emb is not None:
-            scale, shift = rearrange(self.temporal_fps(fps_emb), "b (two c) -> two b 1 1 c", two=2)
+            modulation = self.temporal_fps(fps_emb)
+            if fps_keep is not None:
+                modulation = modulation * rearrange(fps_keep.to(modulation), "b -> b 1")
+            scale, shift = rearrange(modulation, "b (two c) -> two b 1 1 c", two=2)
             normed = normed * (1 + scale) + shift
         tokens, normed = (rearrange(a, "b s f c -> (b s) f c") for a in (tokens, normed))
         # A 4-D bias `(1, heads, f, f)`: on the CPU, SDPA with the same bias as 3-D `(heads, f, f)` measured

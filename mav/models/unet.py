@@ -87,10 +87,10 @@ class SpaceTimeBlock(nn.Module):
                      if attention else None)
 
     def forward(self, x: Tensor, emb: Tensor, frames: int, context: Tensor | None, context_mask: Tensor | None,
-                temporal: bool, fps_emb: Tensor | None = None) -> Tensor:
+                temporal: bool, fps_emb: Tensor | None = None, fps_keep: Tensor | None = None) -> Tensor:
         x = self.res(x, emb, frames, temporal)
         if self.attn is not None:
-            x = self.attn(x, frames, context, context_mask, temporal, fps_emb)
+            x = self.attn(x, frames, context, context_mask, temporal, fps_emb, fps_keep)
         return x
 
 
@@ -232,7 +232,7 @@ class SpaceTimeUNet(nn.Module):
     def forward(self, x: Tensor, t: Tensor, *, cond: Tensor | None = None, image_embed: Tensor | None = None,
                 text_tokens: Tensor | None = None, text_mask: Tensor | None = None, text_pooled: Tensor | None = None,
                 fps: Tensor | None = None, aug_level: Tensor | None = None, image_keep: Tensor | None = None,
-                temporal: bool = True) -> Tensor:
+                fps_keep: Tensor | None = None, temporal: bool = True) -> Tensor:
         """Predict the diffusion target for `x` at timesteps `t`; output has out_channels and x's layout.
 
         x: `b c f h w` or `b c h w` (f = 1); t: `(b,)`; cond: like x with cond_channels; image_embed:
@@ -242,7 +242,8 @@ class SpaceTimeUNet(nn.Module):
         unconditional embedding replaces image_embed (classifier-free dropout, inside the forward so a learned
         unconditional embedding trains under DDP like any parameter); fps `(b,)`, used only if config.fps_cond;
         aug_level `(b,)`: the std of the noise added to an SR model's low-resolution input (config.aug_cond);
-        temporal=False skips temporal layers.
+        fps_keep `(b,)` bool: where False the sample gets no fps at all, as if fps were None (config.fps_guidance's
+        dropout and unconditional branch); temporal=False skips temporal layers.
         """
         is_image = x.ndim == 4
         if is_image:
@@ -257,6 +258,8 @@ class SpaceTimeUNet(nn.Module):
 
         fps_hidden = self._fps_hidden(fps, batch)
         fps_emb = None if fps_hidden is None else self.fps_embed.mlp[2](fps_hidden)
+        if fps_emb is not None and fps_keep is not None:  # no fps at all where not kept (the temporal layers below)
+            fps_emb = fps_emb * rearrange(fps_keep.to(fps_emb), "b -> b 1")
         if self.image_embed_proj is not None and (image_embed is not None or image_keep is not None):
             image_embed = self._image_embed_or_null(image_embed, batch, image_keep)
         emb = self._embedding(t, fps_emb, aug_level, image_embed, text_pooled, batch, x.dtype)
@@ -266,7 +269,8 @@ class SpaceTimeUNet(nn.Module):
             context = repeat(context, "b m d -> (b f) m d", f=frames)
             context_mask = repeat(context_mask, "b m -> (b f) m", f=frames)
         run = dict(emb=emb, frames=frames, context=context, context_mask=context_mask, temporal=temporal,
-                   fps_emb=fps_hidden.to(x.dtype) if fps_hidden is not None and self.config.fps_temporal else None)
+                   fps_emb=fps_hidden.to(x.dtype) if fps_hidden is not None and self.config.fps_temporal else None,
+                   fps_keep=fps_keep if fps_hidden is not None else None)
 
         h = self.conv_in(rearrange(x, "b c f h w -> (b f) c h w"))
         skips = [h]
