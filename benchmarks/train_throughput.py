@@ -9,7 +9,9 @@ first logged window (warm-up). Variants:
 - `torchrun ×N`: `torchrun --nproc_per_node=N -m mav train` with one thread per process (DDP over gloo), the same
   global batch split over the processes;
 - `--baseline-tree DIR` adds `baseline`: the same command run with the mav package of another checkout (e.g. a
-  `git worktree` of the commit before a change), so an old and a new loop are measured side by side.
+  `git worktree` of the commit before a change), so an old and a new loop are measured side by side;
+- `--fp32` adds `one process, fp32`: `mav train --no-bf16`, so the bf16 autocast `mav train` uses by default on a
+  CPU with native bf16 is timed against fp32 (the ratios are then relative to it, unless there is a baseline).
 
     python -m benchmarks.train_throughput --stages decoder-image interpolator --steps 24 --log-every 6 \\
         --procs 2 --baseline-tree /tmp/mav-before --json benchmarks/results/train_throughput.json
@@ -52,15 +54,15 @@ def _env(tree: Path, threads: int | None) -> dict:
 
 
 def measure(stage: str, tree: Path, procs: int, steps: int, log_every: int, work: Path, preset: str,
-            batch: int) -> float:
+            batch: int, extra: tuple[str, ...] = ()) -> float:
     """Mean samples/s after the first logged window, from the run's own metrics.jsonl."""
-    folder = work / f"{stage}-{tree.name}-{procs}"
+    folder = work / f"{stage}-{tree.name}-{procs}{'-' if extra else ''}{'-'.join(a.strip('-') for a in extra)}"
     shutil.rmtree(folder, ignore_errors=True)
     fresh_model(folder, tree, preset)
     run_dir = work / f"{folder.name}.run"
     shutil.rmtree(run_dir, ignore_errors=True)
     train = ["train", stage, "--model", str(folder), "--steps", str(steps), "--batch-size", str(batch),
-             "--log-every", str(log_every), "--checkpoint-every", "0", "--run-dir", str(run_dir), "--quiet"]
+             "--log-every", str(log_every), "--checkpoint-every", "0", "--run-dir", str(run_dir), "--quiet", *extra]
     if procs == 1:
         command = [sys.executable, "-m", "mav", *train]
     else:
@@ -84,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                   "shapes recipe's)")
     parser.add_argument("--baseline-tree", type=Path, default=None,
                         help="a checkout whose mav package is timed too (the loop before a change)")
+    parser.add_argument("--fp32", action="store_true", help="also time one process with --no-bf16")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE")
     args = parser.parse_args(argv)
     if args.steps < 2 * args.log_every or args.log_every < 1:
@@ -94,23 +97,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline_tree is not None:
         if not (args.baseline_tree / "mav" / "__init__.py").is_file():
             raise SystemExit(f"--baseline-tree {args.baseline_tree} has no mav package")
-        variants.append(("baseline", args.baseline_tree.resolve(), 1))
-    variants.append(("one process", REPO, 1))
-    variants += [(f"torchrun ×{p}", REPO, p) for p in args.procs]
+        variants.append(("baseline", args.baseline_tree.resolve(), 1, ()))
+    if args.fp32:
+        variants.append(("one process, fp32", REPO, 1, ("--no-bf16",)))
+    variants.append(("one process", REPO, 1, ()))
+    variants += [(f"torchrun ×{p}", REPO, p, ()) for p in args.procs]
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="mav-throughput-") as tmp:
         for stage in args.stages:
             batch = args.batch or STAGE_BATCH[stage]
             row: dict = {"stage": stage, "batch": batch}
-            for label, tree, procs in variants:
+            for label, tree, procs, extra in variants:
                 note(f"{stage}: {label}")
-                row[label] = measure(stage, tree, procs, args.steps, args.log_every, Path(tmp), args.preset, batch)
-            reference = row.get("baseline", row["one process"])
-            for label, _, _ in variants:
+                row[label] = measure(stage, tree, procs, args.steps, args.log_every, Path(tmp), args.preset, batch,
+                                     extra)
+            reference = row.get("baseline", row.get("one process, fp32", row["one process"]))
+            for label, *_ in variants:
                 row[f"{label} ×"] = row[label] / reference
             rows.append(row)
-    labels = [label for label, _, _ in variants]
+    labels = [label for label, *_ in variants]
     headers = ["stage", "batch"] + [f"{label} samples/s (×)" for label in labels]
     print(markdown_table(headers, [[r["stage"], r["batch"]] + [f"{r[label]:.1f} ({r[label + ' ×']:.2f}×)"
                                                             for label in labels] for r in rows]))

@@ -170,11 +170,11 @@ def test_train_throughput_times_the_real_loop(tmp_path):
     out = tmp_path / "t.json"
     result = subprocess.run([sys.executable, "-m", "benchmarks.train_throughput", "--stages", "sr-high",
                              "--preset", "tiny", "--batch", "2", "--steps", "4", "--log-every", "1", "--procs",
-                             "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+                             "--fp32", "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert "one process samples/s" in result.stdout
+    assert "one process samples/s" in result.stdout and "one process, fp32 samples/s" in result.stdout
     row = json.loads(out.read_text())["rows"][0]
-    assert row["stage"] == "sr-high" and row["one process"] > 0 and row["one process ×"] == 1.0
+    assert row["stage"] == "sr-high" and row["one process"] > 0 and row["one process, fp32 ×"] == 1.0
 
 
 def test_sr_bound_orders_its_figures(tmp_path):

@@ -178,6 +178,14 @@ def test_bf16_warning_only_where_bf16_is_emulated(monkeypatch):
     assert checks.bf16_warning("bf16", "auto") is None
 
 
+def test_a_cpu_that_cannot_tell_its_flags_counts_as_it_is_asked(monkeypatch):
+    def unreadable(*args, **kwargs):
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr(checks.options.Path, "read_text", unreadable)
+    assert checks.cpu_has_native_bf16() is True and checks.cpu_has_native_bf16(unknown=False) is False
+
+
 def test_memory_estimate_grows_with_frames_and_refuses_only_what_does_not_fit(tiny_model):
     from mav import loading
 

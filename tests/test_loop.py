@@ -220,6 +220,18 @@ def test_bad_config_is_a_usage_error(fields, message):
         TrainConfig(**{"steps": 2, "batch_size": 4, **fields})
 
 
+@pytest.mark.parametrize("native, bf16, autocast", [(True, True, True), (False, True, False), (True, False, False)])
+def test_bf16_autocast_on_the_cpu_only_where_the_cpu_computes_bf16(tmp_path, monkeypatch, native, bf16, autocast):
+    """--bf16 (the default) autocasts on a CPU with native bf16, where it is faster (BENCHMARKS.md §8), and never
+    where bf16 would be emulated; --no-bf16 turns it off."""
+    asked = []
+    monkeypatch.setattr(loop.checks, "cpu_has_native_bf16", lambda unknown=True: asked.append(unknown) or native)
+    trainer = Trainer(make_toy(), TrainConfig(steps=1, batch_size=2, bf16=bf16), tmp_path, toy_batch, toy_loss,
+                      FINGERPRINT, reporter=Reporter(), device="cpu")
+    assert trainer.autocast is autocast
+    assert asked in ([False], [])  # a CPU that cannot tell counts as emulating
+
+
 def test_batch_not_divisible_by_accumulation(tmp_path):
     with pytest.raises(UsageError, match=r"batch size 6 is not divisible by 1 processes × 4 accumulation steps"):
         Trainer(make_toy(), TrainConfig(steps=2, batch_size=6, grad_accum=4), tmp_path, toy_batch, toy_loss,

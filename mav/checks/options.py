@@ -152,13 +152,14 @@ def sr_stages(names: Sequence[str] | None) -> tuple[str, ...]:
     return tuple(s for s in SR_STAGES if s in chosen)
 
 
-def cpu_has_native_bf16() -> bool:
+def cpu_has_native_bf16(unknown: bool = True) -> bool:
     """Whether this CPU computes in bf16 natively (AVX-512 BF16 or AMX); without, torch emulates bf16 matmuls
-    at a small fraction of fp32's speed. Linux's /proc/cpuinfo tells; elsewhere assume it does (no warning)."""
+    at a small fraction of fp32's speed. Linux's /proc/cpuinfo tells; elsewhere `unknown` (True: no warning for a
+    dtype the user asked for; training, which picks bf16 on its own, passes False)."""
     try:
         flags = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
-        return True
+        return unknown
     return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
 
 

@@ -51,7 +51,8 @@ def train(
         "--fsdp-reshard/--no-fsdp-reshard", help="FSDP2's reshard_after_forward: free each block's gathered "
                                                  "weights after its forward (least memory) or keep them for the "
                                                  "backward (fewer all-gathers).")] = True,
-    bf16: Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")] = True,
+    bf16: Annotated[bool, typer.Option(help="bf16 autocast on CUDA, and on a CPU with native bf16 (AVX-512 BF16 "
+                                            "or AMX; never where it would be emulated).")] = True,
     workers: Annotated[int, typer.Option(help="Processes that build batches ahead of the training step (0: "
                                          "in the training process). Worth it on a GPU, where rendering or "
                                          "decoding would otherwise leave it waiting.")] = 0,

@@ -35,7 +35,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from mav import files
+from mav import checks, files
 from mav.errors import MavError, ModelError, OutOfMemory, UsageError
 from mav.progress import Reporter, reporter_for
 from mav.train.options import TrainConfig
@@ -103,7 +103,8 @@ class Trainer:
              for (scale, decay), ps in groups.items()], lr=cfg.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: cfg.lr_factor(step))
         self.ema = {n: p.detach().clone() for n, p in self.params.items()}
-        self.autocast = {"cuda": cfg.bf16, "cpu": cfg.cpu_bf16}.get(self.device.type, False)
+        self.autocast = cfg.bf16 and (self.device.type == "cuda"
+                                      or self.device.type == "cpu" and checks.cpu_has_native_bf16(unknown=False))
 
     def samples(self, step: int, micro: int = 0) -> range:
         """The global sample indices this process trains on at `step`, micro-step `micro` (module docstring)."""

@@ -28,8 +28,9 @@ class TrainConfig:
     checkpoint_every: int = 1000  # steps; 0 saves only at the end
     log_every: int = 10
     seed: int = 0
-    bf16: bool = True  # autocast to bfloat16 on CUDA
-    cpu_bf16: bool = False  # … and on the CPU (slow on most CPUs)
+    # autocast to bfloat16 on CUDA, and on a CPU that computes bf16 natively (AVX-512 BF16, AMX: 1.5–2× the
+    # samples/s of fp32 there, BENCHMARKS.md §8); never on a CPU that would emulate it
+    bf16: bool = True
     fsdp: bool = False  # shard with FSDP2 instead of replicating with DDP
     # FSDP2's reshard_after_forward: free each block's gathered parameters after its forward (True, least memory)
     # or keep them for the backward (False: one all-gather fewer per block, each block's full size held)

@@ -331,8 +331,8 @@ def run_stage(name: str, folder: str | Path, data: str, cfg, *, run_dir: str | P
         if trainer.steps_done < cfg.steps:  # stopped by the time limit
             entry["planned_steps"] = cfg.steps
         record_history(folder, run.spec.component, {
-            **entry, "batch_size": cfg.batch_size, "data": str(data),
-            "seed": cfg.seed, "seconds": round(time.time() - start, 1), "run_dir": str(run_dir)})
+            **entry, "batch_size": cfg.batch_size, "data": str(data), "seed": cfg.seed,
+            "bf16": trainer.autocast, "seconds": round(time.time() - start, 1), "run_dir": str(run_dir)})
     barrier()
     return ema
 
