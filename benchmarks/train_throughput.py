@@ -56,7 +56,7 @@ def _env(tree: Path, threads: int | None) -> dict:
 def measure(stage: str, tree: Path, procs: int, steps: int, log_every: int, work: Path, preset: str,
             batch: int, extra: tuple[str, ...] = ()) -> float:
     """Mean samples/s after the first logged window, from the run's own metrics.jsonl."""
-    folder = work / f"{stage}-{tree.name}-{procs}{'-' if extra else ''}{'-'.join(a.strip('-') for a in extra)}"
+    folder = work / f"{stage}-{tree.name}-{procs}{''.join(extra)}"
     shutil.rmtree(folder, ignore_errors=True)
     fresh_model(folder, tree, preset)
     run_dir = work / f"{folder.name}.run"

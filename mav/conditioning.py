@@ -58,7 +58,7 @@ def unet_inputs(config, batch: int, *, embed: Tensor | None = None, text: Text |
         kwargs["text_pooled"] = text.pooled
     if config.fps_cond and fps is not None:
         kwargs["fps"] = fps if isinstance(fps, Tensor) else torch.full((batch,), float(fps), device=device)
-        if getattr(config, "fps_guidance", False) and keep is not None:
+        if config.fps_guidance and keep is not None:
             kwargs["fps_keep"] = keep
     if config.aug_cond and aug_level is not None:
         kwargs["aug_level"] = aug_level
